@@ -1,0 +1,208 @@
+"""``depth-defocus``: predict, train, eval, render (no ROS needed; ``demo`` needs rclpy).
+
+Errors the user can fix (bad image, bad lens values, bad checkpoint) print one line
+``error: ...`` and exit non-zero; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _positive_float(name):
+    def conv(v):
+        try:
+            x = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {v!r}") from None
+        if not math.isfinite(x) or x <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive finite number, got {v!r}")
+        return x
+
+    return conv
+
+
+def read_rgb_image(path: Path):
+    """Read an 8-bit RGB image; raise InputError with the reason for anything else."""
+    import cv2
+    import numpy as np
+
+    from .estimator import InputError
+
+    if not path.is_file():
+        raise InputError("file not found")
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (zero bytes)")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError("not a readable image (unknown format or corrupt data)")
+    if img.size == 0 or min(img.shape[:2]) == 0:
+        raise InputError("zero-size image")
+    if img.dtype != np.uint8:
+        raise InputError(f"{img.dtype} image ({'16-bit' if img.dtype == np.uint16 else 'not 8-bit'}); "
+                         "an 8-bit RGB image is needed (convert it, e.g. with "
+                         "'convert in.png -depth 8 out.png')")  # fmt: skip
+    if img.ndim == 2 or img.shape[2] == 1:
+        raise InputError("grayscale image; an RGB colour image is needed (defocus is read from colour "
+                         "images of the camera)")  # fmt: skip
+    if img.shape[2] == 4:
+        raise InputError("RGBA image with an alpha channel; an RGB image without alpha is needed")
+    if img.shape[2] != 3:
+        raise InputError(f"image with {img.shape[2]} channels; an RGB image is needed")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def cmd_predict(args) -> int:
+    import cv2
+    import numpy as np
+
+    from .estimator import Estimator, InputError
+    from .optics import Lens
+    from .viz import defocus_preview, depth_preview
+
+    lens = Lens.from_mm(args.focal_length_mm, args.f_number, args.focus_distance)
+    est = Estimator.load(args.model, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for p in map(Path, args.images):
+        try:
+            rgb = read_rgb_image(p)
+            fx = args.fx if args.fx else args.focal_length_mm / args.sensor_width_mm * rgb.shape[1]
+            pred = est.predict(rgb, lens, fx, uncertainty=args.uncertainty, mc_samples=args.mc_samples)
+        except (InputError, ValueError) as exc:
+            print(f"error: {p}: {exc}", file=sys.stderr)
+            failed.append(p)
+            continue
+        arrays = {"depth": pred.depth, "defocus": pred.defocus}
+        if pred.uncertainty is not None:
+            arrays["uncertainty"] = pred.uncertainty
+        np.savez_compressed(out / f"{p.stem}.npz", **arrays)
+        vmax = max(4.0, float(np.percentile(pred.defocus, 99)))
+        preview = np.concatenate(
+            [rgb[:, :, ::-1], depth_preview(pred.depth, args.preview_min_m, args.preview_max_m),
+             defocus_preview(pred.defocus, vmax)], axis=1)  # fmt: skip
+        cv2.imwrite(str(out / f"{p.stem}_preview.png"), preview)
+        med = float(np.median(pred.depth))
+        print(f"{p}: {rgb.shape[1]}x{rgb.shape[0]} fx {fx:.1f}px  depth median {med:.2f} m  "
+              f"CoC median {float(np.median(pred.defocus)):.2f} px -> {out / (p.stem + '.npz')}")  # fmt: skip
+    ok = len(args.images) - len(failed)
+    print(f"{ok} of {len(args.images)} images done" + (f", {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_train(args) -> int:
+    from .train import run_training
+
+    return run_training(args)
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import run_eval
+
+    return run_eval(args)
+
+
+def cmd_render(args) -> int:
+    from .data import render_shards
+    from .scenes import SceneConfig
+
+    cfg = SceneConfig(height=args.height, width=args.width, structured_fraction=args.structured_fraction,
+                      occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder)  # fmt: skip
+    render_shards(args.out, args.scenes, args.seed, args.shard_size, cfg)
+    print(f"wrote {args.scenes} scenes to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="depth-defocus", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    pr = sub.add_parser("predict", help="depth + defocus for images")
+    pr.add_argument("images", nargs="+", help="8-bit RGB images")
+    pr.add_argument("--focus-distance", type=_positive_float("focus distance"), required=True, help="m")
+    pr.add_argument("--f-number", type=_positive_float("f-number"), required=True)
+    pr.add_argument("--focal-length-mm", type=_positive_float("focal length"), required=True)
+    g = pr.add_mutually_exclusive_group(required=True)
+    g.add_argument("--fx", type=_positive_float("fx"), help="focal length in px at the image's resolution")
+    g.add_argument("--sensor-width-mm", type=_positive_float("sensor width"),
+                   help="derive fx = focal length / sensor width * image width")  # fmt: skip
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--model", default=None, help="checkpoint (default: shipped weights)")
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--uncertainty", action="store_true", help="Monte-Carlo dropout uncertainty")
+    pr.add_argument("--mc-samples", type=int, default=8)
+    pr.add_argument("--preview-min-m", type=float, default=0.2)
+    pr.add_argument("--preview-max-m", type=float, default=20.0)
+    pr.set_defaults(func=cmd_predict)
+
+    from .train import add_train_args
+
+    tr = sub.add_parser("train", help="train or fine-tune (torchrun for DDP)")
+    add_train_args(tr)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="metrics on held-out sets or a dataset")
+    ev.add_argument("--model", default=None, help="checkpoint (default: shipped weights)")
+    ev.add_argument("--heldout", action="append", choices=["layers", "structured"],
+                    help="fixed synthetic held-out set (default: both)")  # fmt: skip
+    ev.add_argument("--data", action="append", help="dataset folder (shards)")
+    ev.add_argument("--split", default=None, help="split of --data (e.g. test)")
+    ev.add_argument("--cache", default="heldout", help="folder where held-out sets are kept")
+    ev.add_argument("--scenes", type=int, default=None, help="use only the first N held-out scenes")
+    ev.add_argument("--max-batches", type=int, default=None)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--out", default=None, help="write metrics JSON here")
+    ev.set_defaults(func=cmd_eval)
+
+    rd = sub.add_parser("render", help="render synthetic scenes into dataset shards")
+    rd.add_argument("--out", required=True)
+    rd.add_argument("--scenes", type=int, default=1000)
+    rd.add_argument("--seed", type=int, default=0)
+    rd.add_argument("--shard-size", type=int, default=100)
+    rd.add_argument("--height", type=int, default=192)
+    rd.add_argument("--width", type=int, default=256)
+    rd.add_argument("--structured-fraction", type=float, default=0.6)
+    rd.add_argument("--gather-blur", action="store_true")
+    rd.add_argument("--photo-folder", default=None)
+    rd.set_defaults(func=cmd_render)
+
+    try:  # the demo needs rclpy (PyPI ROS 2 wheels or a ROS install); the rest of the CLI does not
+        from .ros.demo import add_demo_parser
+    except ImportError:
+        dm = sub.add_parser("demo", help="ROS 2 demo (needs rclpy)")
+        dm.set_defaults(func=_no_ros)
+    else:
+        add_demo_parser(sub)
+    return p
+
+
+def _no_ros(args) -> int:
+    print("error: 'depth-defocus demo' needs rclpy: install the ROS 2 wheels "
+          "(pip install -r requirements.txt) or source a ROS 2 install", file=sys.stderr)  # fmt: skip
+    return 2
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .estimator import InputError
+    from .optics import LensError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CheckpointError, LensError, InputError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Evaluation on the fixed held-out sets or on a dataset folder.
+
+Held-out sets are defined by a layout and a seed and are regenerated bit-exactly on the CPU
+(``heldout_config``); ``--cache`` keeps them as shards so that later evaluations skip rendering.
+Each set's fingerprint (a SHA-256 over its arrays) is printed so two runs can be compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, build_model, DEFAULT_NORMALIZATION
+from .data import ShardDataset, render_shards
+from .metrics import MetricAccumulator
+from .scenes import SceneConfig
+
+__all__ = ["HELDOUT", "heldout_config", "evaluate_model", "ensure_heldout", "format_report"]
+
+# name -> (seed, structured fraction, scenes)
+HELDOUT = {"layers": (20240501, 0.0, 500), "structured": (20240502, 1.0, 500)}
+
+
+def heldout_config(name: str) -> SceneConfig:
+    seed, frac, _ = HELDOUT[name]
+    return SceneConfig(structured_fraction=frac)
+
+
+def ensure_heldout(name: str, cache_dir, scenes: int | None = None, progress: bool = True) -> Path:
+    """Render (or reuse) the held-out set ``name`` as shards under ``cache_dir/name``."""
+    if name not in HELDOUT:
+        raise ValueError(f"unknown held-out set {name!r}; choose from {sorted(HELDOUT)}")
+    seed, _, n = HELDOUT[name]
+    n = scenes or n
+    out = Path(cache_dir) / (name if n == HELDOUT[name][2] else f"{name}_{n}")
+    man = out / "manifest.json"
+    if man.is_file() and json.loads(man.read_text()).get("complete"):
+        return out
+    return render_shards(out, n, seed=seed, shard_size=50, config=heldout_config(name), progress=progress)
+
+
+def fingerprint(root) -> str:
+    h = hashlib.sha256()
+    for p in sorted(Path(root).glob("shard_*.npz")):
+        with np.load(p) as z:
+            for k in sorted(z.files):
+                h.update(k.encode())
+                h.update(np.ascontiguousarray(z[k]).tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def evaluate_model(model, ckpt: dict, data_root, device="cpu", split=None, batch_size=8,
+                   progress=True, max_batches=None) -> dict:  # fmt: skip
+    """Metrics of a model over every sample of a shard dataset (at the stored resolution)."""
+    from tqdm import tqdm
+
+    norm = ckpt.get("normalization", DEFAULT_NORMALIZATION)
+    mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
+    max_depth = float(ckpt.get("max_depth_m", 100.0))
+    model = model.to(device).eval()
+    acc = MetricAccumulator(max_depth_m=max_depth)
+    ds = ShardDataset(data_root, batch_size, split=split, loop=False, augment=False)
+    t0, n = time.time(), 0
+    for i, b in enumerate(tqdm(ds, desc=f"eval {Path(data_root).name}", disable=not progress, unit="batch")):
+        if max_batches and i >= max_batches:
+            break
+        b = {k: v.to(device) for k, v in b.items()}
+        x = (b["image"] - mean) / std
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 32, (-w) % 32
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        pred = model(x, b["lens"], b["fx"], max_depth)
+        pd, pc = pred["depth"][..., :h, :w], pred["coc"][..., :h, :w]
+        acc.update(pd, pc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"])
+        n += x.shape[0]
+    res = acc.result()
+    res["images"] = n
+    res["seconds"] = round(time.time() - t0, 1)
+    return res
+
+
+def format_report(name: str, res: dict) -> str:
+    o, c2 = res["overall"], res["coc_ge_2px"]
+    lines = [
+        f"== {name}: {res['images']} images",
+        f"{'':12s} {'AbsRel':>7s} {'SqRel':>7s} {'RMSE':>7s} {'RMSElog':>7s} {'d<1.25':>7s} "
+        f"{'d<1.25²':>7s} {'d<1.25³':>7s} {'CoC MAE':>8s} {'CoC RMSE':>8s} {'side':>6s}",
+    ]
+
+    def row(label, r):
+        side = f"{r['side_acc']:6.3f}" if "side_acc" in r else f"{'-':>6s}"
+        if not r["pixels"]:
+            return f"{label:12s} (no pixels)"
+        return (f"{label:12s} {r['abs_rel']:7.4f} {r['sq_rel']:7.4f} {r['rmse']:7.3f} {r['rmse_log']:7.4f} "
+                f"{r['delta1']:7.4f} {r['delta2']:7.4f} {r['delta3']:7.4f} {r['coc_mae']:8.3f} "
+                f"{r['coc_rmse']:8.3f} {side}")  # fmt: skip
+
+    lines.append(row("all", o))
+    lines.append(row("CoC>=2px", c2))
+    lines.append("-- by true side")
+    lines += [row(k, v) for k, v in res["by_side"].items()]
+    lines.append("-- by true CoC")
+    lines += [row(k, v) for k, v in res["by_coc"].items()]
+    lines.append("-- by true depth")
+    lines += [row(k, v) for k, v in res["by_depth"].items()]
+    return "\n".join(lines)
+
+
+def run_eval(args) -> int:
+    ckpt = load_checkpoint(args.model) if args.model else None
+    if ckpt is None:
+        from .estimator import default_model_path
+
+        args.model = str(default_model_path())
+        ckpt = load_checkpoint(args.model)
+    model = build_model(ckpt, args.model)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    targets = []
+    for name in args.heldout or []:
+        root = ensure_heldout(name, args.cache, args.scenes)
+        targets.append((f"heldout:{name}", root, None))
+    for d in args.data or []:
+        targets.append((d, Path(d), args.split))
+    if not targets:
+        targets = [(f"heldout:{n}", ensure_heldout(n, args.cache, args.scenes), None) for n in HELDOUT]
+    results = {"model": str(args.model), "sets": {}}
+    for label, root, split in targets:
+        res = evaluate_model(model, ckpt, root, device, split=split, max_batches=args.max_batches)
+        res["fingerprint"] = fingerprint(root) if split is None else None
+        results["sets"][label] = res
+        print(format_report(label, res))
+        if res.get("fingerprint"):
+            print(f"(set fingerprint {res['fingerprint']}, {res['seconds']} s)")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,124 @@
+"""Evaluation metrics with explicit valid masks, accumulated over a dataset.
+
+Depth: AbsRel, SqRel, RMSE (m), RMSE log, delta < 1.25, 1.25^2, 1.25^3.
+Defocus: MAE and RMSE of the CoC (px, at the evaluated resolution).
+Side: fraction of valid pixels with true CoC >= 1 px whose predicted side of the focus plane is
+right. The predicted side is read off the predicted depth (``depth > d_f``), so a depth that sits
+at the focus distance where the truth is clearly off it counts as wrong (within 1 % of d_f is
+"at the focus plane", which is never right where the true CoC is >= 1 px).
+Breakdowns: by depth range, by true CoC bin, and depth metrics split by the true side.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["MetricAccumulator", "DEPTH_BINS_M", "COC_BINS_PX"]
+
+DEPTH_BINS_M = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, math.inf)
+COC_BINS_PX = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
+_SUMS = ("n", "abs_rel", "sq_rel", "sq", "sq_log", "d1", "d2", "d3", "coc_abs", "coc_sq")
+
+
+def _bin_name(lo, hi, unit):
+    return f"{lo:g}-{hi:g}{unit}" if math.isfinite(hi) else f">={lo:g}{unit}"
+
+
+class _Sums:
+    def __init__(self):
+        self.s = dict.fromkeys(_SUMS, 0.0)
+        self.side_n = 0.0
+        self.side_ok = 0.0
+
+    def add(self, pred_d, gt_d, pred_c, gt_c, mask):
+        if not bool(mask.any()):
+            return
+        p, g = pred_d[mask].double().clamp_min(1e-6), gt_d[mask].double()
+        pc, gc = pred_c[mask].double(), gt_c[mask].double()
+        ratio = torch.maximum(p / g, g / p)
+        s = self.s
+        s["n"] += float(mask.sum())
+        s["abs_rel"] += float(((p - g).abs() / g).sum())
+        s["sq_rel"] += float(((p - g) ** 2 / g).sum())
+        s["sq"] += float(((p - g) ** 2).sum())
+        s["sq_log"] += float(((p.log() - g.log()) ** 2).sum())
+        s["d1"] += float((ratio < 1.25).sum())
+        s["d2"] += float((ratio < 1.25**2).sum())
+        s["d3"] += float((ratio < 1.25**3).sum())
+        s["coc_abs"] += float((pc - gc).abs().sum())
+        s["coc_sq"] += float(((pc - gc) ** 2).sum())
+
+    def add_side(self, ok, mask):
+        self.side_n += float(mask.sum())
+        self.side_ok += float((ok & mask).sum())
+
+    def result(self) -> dict:
+        s, n = self.s, max(self.s["n"], 1.0)
+        out = {
+            "pixels": int(s["n"]),
+            "abs_rel": s["abs_rel"] / n,
+            "sq_rel": s["sq_rel"] / n,
+            "rmse": math.sqrt(s["sq"] / n),
+            "rmse_log": math.sqrt(s["sq_log"] / n),
+            "delta1": s["d1"] / n,
+            "delta2": s["d2"] / n,
+            "delta3": s["d3"] / n,
+            "coc_mae": s["coc_abs"] / n,
+            "coc_rmse": math.sqrt(s["coc_sq"] / n),
+        }
+        if self.side_n:
+            out["side_acc"] = self.side_ok / self.side_n
+            out["side_pixels"] = int(self.side_n)
+        return out
+
+
+class MetricAccumulator:
+    """Accumulate metrics over batches; ``result()`` gives overall numbers and breakdowns."""
+
+    def __init__(self, min_depth_m: float = 1e-3, max_depth_m: float = 100.0):
+        self.min_depth, self.max_depth = min_depth_m, max_depth_m
+        self.overall = _Sums()
+        self.coc_ge2 = _Sums()
+        self.by_depth = {b: _Sums() for b in zip(DEPTH_BINS_M[:-1], DEPTH_BINS_M[1:])}
+        self.by_coc = {b: _Sums() for b in zip(COC_BINS_PX[:-1], COC_BINS_PX[1:])}
+        self.by_side = {"front": _Sums(), "behind": _Sums()}
+
+    @torch.no_grad()
+    def update(self, pred_depth, pred_coc, gt_depth, gt_coc, focus_m, valid) -> None:
+        """All maps (B, 1, H, W) at the same resolution; focus_m (B,) in metres."""
+        valid = valid & (gt_depth > self.min_depth) & (gt_depth <= self.max_depth)
+        valid = valid & torch.isfinite(pred_depth) & torch.isfinite(pred_coc)
+        d_f = focus_m.view(-1, 1, 1, 1).to(gt_depth)
+        pd = pred_depth.clamp(self.min_depth, self.max_depth)
+        args = (pd, gt_depth, pred_coc, gt_coc)
+        self.overall.add(*args, valid)
+        self.coc_ge2.add(*args, valid & (gt_coc >= 2.0))
+        for (lo, hi), acc in self.by_depth.items():
+            acc.add(*args, valid & (gt_depth >= lo) & (gt_depth < hi))
+        # side: predicted depth must be clearly on the true side of the focus plane
+        gt_behind = gt_depth > d_f
+        pred_behind = pd > d_f * 1.01
+        pred_front = pd < d_f * 0.99
+        ok = torch.where(gt_behind, pred_behind, pred_front)
+        side_mask = valid & (gt_coc >= 1.0)
+        self.overall.add_side(ok, side_mask)
+        self.coc_ge2.add_side(ok, side_mask & (gt_coc >= 2.0))
+        for (lo, hi), acc in self.by_coc.items():
+            m = valid & (gt_coc >= lo) & (gt_coc < hi)
+            acc.add(*args, m)
+            acc.add_side(ok, m & side_mask)
+        self.by_side["behind"].add(*args, valid & gt_behind)
+        self.by_side["front"].add(*args, valid & ~gt_behind)
+        self.by_side["behind"].add_side(ok, side_mask & gt_behind)
+        self.by_side["front"].add_side(ok, side_mask & ~gt_behind)
+
+    def result(self) -> dict:
+        return {
+            "overall": self.overall.result(),
+            "coc_ge_2px": self.coc_ge2.result(),
+            "by_depth": {_bin_name(lo, hi, "m"): a.result() for (lo, hi), a in self.by_depth.items()},
+            "by_coc": {_bin_name(lo, hi, "px"): a.result() for (lo, hi), a in self.by_coc.items()},
+            "by_side": {k: a.result() for k, a in self.by_side.items()},
+        }

@@ -1,0 +1,28 @@
+"""Helpers for tests and benchmarks: a tiny, randomly initialised checkpoint in the real format."""
+
+from __future__ import annotations
+
+import torch
+
+from .checkpoint import DEFAULT_NORMALIZATION, save_checkpoint
+from .model import DepthDefocusNet, ModelConfig
+
+__all__ = ["make_tiny_checkpoint"]
+
+
+def make_tiny_checkpoint(path, heads: str = "both", long_side: int = 128, seed: int = 0):
+    """Write a small random-weight checkpoint (fast on any CPU) and return its path."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(channels=[8, 8, 16, 16, 16], decoder_channels=[16, 16, 8, 8, 8], heads=heads)
+    model = DepthDefocusNet(cfg)
+    save_checkpoint(path, {
+        "model_config": cfg.to_dict(),
+        "state_dict": model.state_dict(),
+        "normalization": DEFAULT_NORMALIZATION,
+        "process_long_side": long_side,
+        "process_multiple": 32,
+        "max_depth_m": 100.0,
+        "lens_ranges": {"focal_length_mm": [4.0, 85.0], "f_number": [1.4, 8.0], "focus_distance_m": [0.3, 10.0]},
+        "step": 0,
+    })  # fmt: skip
+    return path

@@ -1,0 +1,171 @@
+"""Textures for synthetic scenes: procedural noise and real photographs.
+
+Photographs come from the sample images that scikit-image ships inside its wheel (no download)
+and, optionally, from a user folder of images. All textures are sRGB float tensors (3, T, T) in
+[0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TextureBank", "procedural_texture", "load_photo_textures"]
+
+_SKIMAGE_PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png",
+    "gravel.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png",
+    "retina.jpg", "rocket.jpg", "color.png", "page.png", "text.png", "coins.png", "moon.png",
+    "horse.png", "microaneurysms.png", "cell.png", "clock_motion.png",
+)  # fmt: skip
+_IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        return None
+    if img.dtype == np.uint16:
+        img = (img / 257).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[..., :3]
+    return np.ascontiguousarray(img[..., ::-1])  # BGR -> RGB
+
+
+def load_photo_textures(folder: str | os.PathLike | None = None, max_side: int = 512) -> list:
+    """Photographs as (3, h, w) float sRGB tensors: scikit-image's samples plus ``folder``."""
+    paths: list[Path] = []
+    try:
+        import skimage
+
+        data_dir = Path(skimage.__file__).parent / "data"
+        paths += [data_dir / n for n in _SKIMAGE_PHOTOS if (data_dir / n).is_file()]
+    except ImportError:  # scikit-image is optional at inference time
+        pass
+    if folder:
+        paths += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _IMAGE_EXT)
+    out = []
+    for p in paths:
+        img = _read_rgb(p)
+        if img is None or min(img.shape[:2]) < 32:
+            continue
+        t = torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
+        scale = max_side / max(t.shape[1:])
+        if scale < 1:
+            t = F.interpolate(t[None], scale_factor=scale, mode="area")[0]
+        out.append(t)
+    return out
+
+
+def _value_noise(size: int, gen: torch.Generator, octaves: int, persistence: float) -> torch.Tensor:
+    """Multi-octave value noise in [0, 1], (1, size, size)."""
+    acc = torch.zeros(1, 1, size, size)
+    amp, total = 1.0, 0.0
+    cells = int(torch.randint(2, 6, (1,), generator=gen))
+    for _ in range(octaves):
+        grid = torch.rand(1, 1, cells, cells, generator=gen)
+        acc += amp * F.interpolate(grid, size=(size, size), mode="bicubic", align_corners=False)
+        total += amp
+        amp *= persistence
+        cells *= 2
+        if cells > size:
+            break
+    acc = acc / total
+    lo, hi = acc.amin(), acc.amax()
+    return ((acc - lo) / (hi - lo + 1e-6))[0]
+
+
+def procedural_texture(size: int, gen: torch.Generator) -> torch.Tensor:
+    """A random procedural texture (3, size, size), sRGB in [0, 1].
+
+    Mixes multi-octave noise, stripes, checkers and blobs, colourised with a random palette, so
+    that the network sees edges and texture at every scale and orientation.
+    """
+    r = lambda: float(torch.rand((), generator=gen))  # noqa: E731
+    octaves = int(torch.randint(3, 8, (1,), generator=gen))
+    base = _value_noise(size, gen, octaves, 0.35 + 0.4 * r())
+    kind = int(torch.randint(0, 5, (1,), generator=gen))
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    if kind == 1:  # stripes at a random angle and frequency
+        ang, freq = r() * np.pi, 2 + 30 * r() ** 2
+        wave = torch.sin(2 * np.pi * freq * (xx * np.cos(ang) + yy * np.sin(ang)))
+        pattern = (wave > 0).float() if r() < 0.5 else 0.5 + 0.5 * wave
+        base = 0.6 * pattern[None] + 0.4 * base
+    elif kind == 2:  # checkerboard
+        n = 2 + int(14 * r())
+        pattern = ((xx * n).floor() + (yy * n).floor()) % 2
+        base = 0.7 * pattern[None] + 0.3 * base
+    elif kind == 3:  # thresholded blobs: hard-edged patches
+        base = (base > 0.3 + 0.4 * r()).float() * 0.7 + 0.3 * _value_noise(size, gen, 6, 0.6)
+    # else: plain noise
+    palette = torch.rand(3, 3, generator=gen)  # three colours, (colour, rgb)
+    t = base[0]
+    w0 = (1 - t).clamp(0, 1) ** 2
+    w2 = t.clamp(0, 1) ** 2
+    w1 = 1 - w0 - w2
+    tex = palette[0, :, None, None] * w0 + palette[1, :, None, None] * w1
+    tex = tex + palette[2, :, None, None] * w2
+    return tex.clamp(0, 1)
+
+
+class TextureBank:
+    """A pool of textures drawn from procedural noise and photographs, refreshed over time.
+
+    Args:
+        size: texture side (px).
+        photo_fraction: share of photographic textures (when photos are available).
+        photo_folder: optional extra folder of photographs.
+        pool: number of textures held at once.
+    """
+
+    def __init__(
+        self,
+        size: int = 256,
+        photo_fraction: float = 0.5,
+        photo_folder: str | None = None,
+        pool: int = 48,
+        use_photos: bool = True,
+    ) -> None:
+        self.size = size
+        self.photo_fraction = photo_fraction if use_photos else 0.0
+        self.photos = load_photo_textures(photo_folder) if use_photos else []
+        self.pool = pool
+        self._bank: torch.Tensor | None = None
+
+    def _photo_crop(self, gen: torch.Generator) -> torch.Tensor:
+        img = self.photos[int(torch.randint(len(self.photos), (1,), generator=gen))]
+        _, h, w = img.shape
+        side = int(min(h, w) * (0.25 + 0.75 * float(torch.rand((), generator=gen))))
+        y0 = int(torch.randint(0, h - side + 1, (1,), generator=gen))
+        x0 = int(torch.randint(0, w - side + 1, (1,), generator=gen))
+        crop = img[:, y0 : y0 + side, x0 : x0 + side]
+        crop = F.interpolate(crop[None], size=(self.size, self.size), mode="bilinear",
+                             antialias=True, align_corners=False)[0]  # fmt: skip
+        if float(torch.rand((), generator=gen)) < 0.5:
+            crop = crop.flip(-1)
+        if float(torch.rand((), generator=gen)) < 0.3:
+            crop = crop.transpose(-1, -2)
+        # colour jitter: gain per channel and gamma
+        gain = 0.7 + 0.6 * torch.rand(3, 1, 1, generator=gen)
+        gamma = 0.7 + 0.6 * float(torch.rand((), generator=gen))
+        return (crop * gain).clamp(0, 1) ** gamma
+
+    def refresh(self, gen: torch.Generator) -> None:
+        texs = []
+        for _ in range(self.pool):
+            use_photo = self.photos and float(torch.rand((), generator=gen)) < self.photo_fraction
+            texs.append(self._photo_crop(gen) if use_photo else procedural_texture(self.size, gen))
+        self._bank = torch.stack(texs)
+
+    def sample(self, gen: torch.Generator) -> torch.Tensor:
+        if self._bank is None:
+            self.refresh(gen)
+        return self._bank[int(torch.randint(self.pool, (1,), generator=gen))]
