@@ -119,8 +119,15 @@ def cmd_render(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``error: ...``), not a usage dump; ``-h`` still shows usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="depth-defocus", description=__doc__.splitlines()[0])
+    p = _Parser(prog="depth-defocus", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     pr = sub.add_parser("predict", help="depth + defocus for images")

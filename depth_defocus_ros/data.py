@@ -109,6 +109,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
     def __init__(self, root, batch_size: int, rank: int = 0, world: int = 1, split=None,
                  loop: bool = True, augment: bool = True, seed: int = 0, crop=None):  # fmt: skip
         super().__init__()
+        self.root, self.split = root, split
         self.paths = shard_paths(root, split)
         if not self.paths:
             raise FileNotFoundError(f"{root}: no shards (shard_*.npz) found")
@@ -116,10 +117,12 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.loop, self.augment, self.seed, self.crop = loop, augment, seed, crop
 
     def __iter__(self):
-        mine = self.paths[self.rank :: self.world] or self.paths
         rng = np.random.default_rng(self.seed + self.rank)
         epoch = 0
         while True:
+            if epoch and self.split is None:  # a folder that is still being written grows
+                self.paths = shard_paths(self.root) or self.paths
+            mine = self.paths[self.rank :: self.world] or self.paths
             order = rng.permutation(len(mine)) if self.loop else range(len(mine))
             for j in order:
                 with np.load(mine[j]) as z:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import DEFAULT_NORMALIZATION, CheckpointError, build_model, load_checkpoint
+from .checkpoint import DEFAULT_NORMALIZATION, build_model, load_checkpoint
 from .model import compose_depth
 from .optics import Lens, LensError, validate_fx
 
@@ -106,7 +106,7 @@ class Estimator:
         self.heads = model.config.heads
 
     @classmethod
-    def load(cls, path=None, device: str = "auto", half: bool | None = None) -> "Estimator":
+    def load(cls, path=None, device: str = "auto", half: bool | None = None) -> Estimator:
         """Load a checkpoint (None: the shipped default). fp16 on CUDA unless ``half=False``."""
         path = Path(path) if path else default_model_path()
         ckpt = load_checkpoint(path)

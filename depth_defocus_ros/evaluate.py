@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, build_model, DEFAULT_NORMALIZATION
+from .checkpoint import DEFAULT_NORMALIZATION, build_model, load_checkpoint
 from .data import ShardDataset, render_shards
 from .metrics import MetricAccumulator
 from .scenes import SceneConfig

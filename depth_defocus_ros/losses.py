@@ -7,8 +7,8 @@ returns a dict of terms for logging.
   blur weighs more; at the focus plane the side is meaningless).
 * ``consistency``: the physics tie: the CoC that the depth decoder's depth implies through the
   thin-lens equation must equal the defocus decoder's CoC (in px, relative to the CoC scale).
-* ``final``: L1 on log depth of the composed (thin-lens) depth, using the true side, which weights
-  CoC errors by how much depth they cost.
+* ``final``: L1 on log depth of the composed (thin-lens) depth of the fused CoC, using the true
+  side: weights CoC errors by how much depth they cost and trains the fusion of the two heads.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class LossWeights:
     depth: float = 1.0
     side: float = 0.5
     consistency: float = 0.2
-    final: float = 0.5
+    final: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,9 +53,10 @@ def multitask_loss(pred: dict, batch: dict, weights: LossWeights, heads: str = "
     # relative scale: an error of 0.2 px matters at CoC 1 px, less at CoC 20 px
     scale = 1.0 + 0.1 * c_gt
     if heads in ("both", "defocus"):
-        err = pred["coc"] - c_gt
+        err = pred.get("coc_raw", pred["coc"]) - c_gt
         terms["coc"] = _masked_mean(torch.sqrt(err * err + 1e-4) / scale, valid)
-        # the composed depth with the true side: trains the CoC where depth is sensitive to it
+        # the composed (fused) depth with the true side: trains the CoC where depth is sensitive
+        # to it, and the fusion weights
         side = side_gt * 2 - 1
         denom = (1 - side * pred["coc"] / c_inf).clamp_min(1e-2)
         log_d = torch.log(d_f / denom)
@@ -67,6 +68,6 @@ def multitask_loss(pred: dict, batch: dict, weights: LossWeights, heads: str = "
     terms["side"] = _masked_mean(bce, valid & (c_gt >= 0.5), side_w)
     if heads == "both":
         c_from_depth = c_inf * (1 - torch.exp(-pred["log_ratio"])).abs()
-        terms["consistency"] = _masked_mean((c_from_depth - pred["coc"]).abs() / scale, valid)
+        terms["consistency"] = _masked_mean((c_from_depth - pred["coc_raw"]).abs() / scale, valid)
     total = sum(getattr(weights, k) * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}

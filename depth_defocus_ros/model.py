@@ -161,7 +161,8 @@ class DepthDefocusNet(nn.Module):
     forward(image, lens, fx) with image (B, 3, H, W) normalised, H and W multiples of 32,
     lens (B, 3) [f (m), N, d_f (m)], fx (B,) px at this resolution. Returns a dict:
 
-    * ``coc``        (B, 1, H, W) CoC diameter (px), >= 0
+    * ``coc``        (B, 1, H, W) CoC diameter (px), >= 0: the published defocus
+    * ``coc_raw``    (B, 1, H, W) the defocus decoder's own CoC before fusion (heads="both")
     * ``side_logit`` (B, 1, H, W) logit of "behind the focus plane"
     * ``log_ratio``  (B, 1, H, W) r = log(depth / d_f) from the depth decoder
                                 (derived from coc and side when there is no depth decoder)
@@ -181,7 +182,8 @@ class DepthDefocusNet(nn.Module):
         )
         self.depth_dec = self.defocus_dec = None
         if cfg.heads in ("both", "depth"):
-            self.depth_dec = Decoder(cfg.channels, cfg.decoder_channels, 2, emb, cfg.dropout)
+            out = 3 if cfg.heads == "both" else 2  # r, side logit (+ fusion logit)
+            self.depth_dec = Decoder(cfg.channels, cfg.decoder_channels, out, emb, cfg.dropout)
         if cfg.heads in ("both", "defocus"):
             out = 1 if cfg.heads == "both" else 2  # defocus-only also predicts the side
             self.defocus_dec = Decoder(cfg.channels, cfg.decoder_channels, out, emb, cfg.dropout)
@@ -215,6 +217,17 @@ class DepthDefocusNet(nn.Module):
             y = self.depth_dec(feats, e)
             out["log_ratio"] = y[:, :1]
             out["side_logit"] = y[:, 1:2]
+            if y.shape[1] > 2:
+                out["fuse_logit"] = y[:, 2:3]
+        if "fuse_logit" in out:
+            # Fuse the two heads' normalised defocus |u| = c / c_inf = |1 - d_f / d| on the chosen
+            # side: where blur is measurable the defocus head dominates, where it is sub-pixel the
+            # depth head's monocular estimate does. The result is one CoC, and the depth is its
+            # thin-lens solution on the predicted side (never a blend across the focus plane).
+            out["coc_raw"] = out["coc"]
+            w = torch.sigmoid(out["fuse_logit"])
+            u_r = (1 - torch.exp(-out["log_ratio"].clamp(-6, 6))).abs()
+            out["coc"] = (w * out["coc_raw"] / c_inf + (1 - w) * u_r) * c_inf
         if "coc" in out:
             out["depth"] = compose_depth(out["coc"], out["side_logit"], lens, fx, max_depth_m)
             if "log_ratio" not in out:

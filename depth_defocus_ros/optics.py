@@ -60,11 +60,11 @@ class Lens:
         return self.focal_length_m / self.f_number
 
     @classmethod
-    def from_mm(cls, focal_length_mm: float, f_number: float, focus_distance_m: float) -> "Lens":
+    def from_mm(cls, focal_length_mm: float, f_number: float, focus_distance_m: float) -> Lens:
         return cls(float(focal_length_mm) / 1000.0, float(f_number), float(focus_distance_m))
 
     @classmethod
-    def from_mapping(cls, lens) -> "Lens":
+    def from_mapping(cls, lens) -> Lens:
         """Accept a Lens, or a mapping with ``focal_length_m`` (or ``focal_length_mm``),
         ``f_number`` and ``focus_distance_m``."""
         if isinstance(lens, Lens):

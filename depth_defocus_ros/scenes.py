@@ -64,6 +64,8 @@ class SceneConfig:
     f_mm_range: tuple = (4.0, 85.0)
     n_range: tuple = (1.4, 8.0)
     focus_range_m: tuple = (0.3, 10.0)
+    max_crop_factor: float = 3.0  # fx as for a photo up to this many times wider than the render
+    wide_aperture_fraction: float = 0.5  # share of f-numbers drawn from [N_min, 2 N_min]
     texture_size: int = 256
     texture_refresh: int = 32  # scenes between texture pool refreshes
     fixed_fx: float | None = None  # px: a fixed camera instead of random sensors and lenses
@@ -157,7 +159,8 @@ class SceneGenerator:
             if cfg.f_mm_range[0] <= f_mm <= cfg.f_mm_range[1]:
                 break
         f_mm = min(max(f_mm, cfg.f_mm_range[0]), cfg.f_mm_range[1])
-        fx = f_mm / sensor * cfg.width
+        # the render may be a crop of a larger photo: fx is that of an image 1-3x wider
+        fx = f_mm / sensor * cfg.width * r.logu(1.0, cfg.max_crop_factor)
         return sensor, f_mm / 1000.0, fx
 
     def _focus(self, depth: torch.Tensor, subject_depths: list, f_m: float, n: float,
@@ -176,6 +179,14 @@ class SceneGenerator:
         else:
             d_f = r.logu(lo, hi)
         return float(min(max(d_f, lo, 1.2 * f_m), hi))
+
+    def _f_number(self) -> float:
+        """f-number, log-uniform over the range, with more weight on wide apertures (the settings
+        where defocus tells depth: fast lenses wide open, as for portraits and low light)."""
+        lo, hi = self.cfg.n_range
+        if self.r.u() < self.cfg.wide_aperture_fraction:
+            return self.r.logu(lo, min(hi, 2 * lo))
+        return self.r.logu(lo, hi)
 
     # ----------------------------------------------------------------- geometry
     def _rays(self, fx: float, pitch: float = 0.0, roll: float = 0.0) -> torch.Tensor:
@@ -375,7 +386,7 @@ class SceneGenerator:
             lens = Lens(*cfg.fixed_lens)
         # geometry (and fx) stay; redraw f-number and focus while the blur is beyond a real photo's
         for _ in range(0 if cfg.fixed_lens else 10):
-            n = r.logu(*cfg.n_range)
+            n = self._f_number()
             lens = Lens(f_m, n, self._focus(depth, subjects, f_m, n, sensor))
             if float(signed_defocus_px(depth, lens, fx).abs().max()) <= cap:
                 break

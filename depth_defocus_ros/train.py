@@ -59,6 +59,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--height", type=int, default=192, help="synthetic render height (px)")
     p.add_argument("--width", type=int, default=256, help="synthetic render width (px)")
+    p.add_argument("--process-long-side", type=int, default=512,
+                   help="processing resolution stored in the checkpoint: predict resizes inputs to this "
+                        "long side (px); scenes are drawn with fx up to 3x the render's, so 2x works")
     p.add_argument("--structured-fraction", type=float, default=0.6)
     p.add_argument("--gather-blur", action="store_true", help="ablation: occlusion-unaware blur")
     p.add_argument("--photo-folder", default=None, help="extra photographs for textures")
@@ -238,7 +241,7 @@ class Trainer:
             "model_config": self.model_cfg.to_dict(),
             "state_dict": self.model.state_dict(),
             "normalization": DEFAULT_NORMALIZATION,
-            "process_long_side": max(cfg.height, cfg.width),
+            "process_long_side": self.args.process_long_side,
             "process_multiple": 32,
             "max_depth_m": 100.0,
             "lens_ranges": {"focal_length_mm": list(cfg.f_mm_range), "f_number": list(cfg.n_range),
@@ -282,6 +285,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(a.seed + self.step)
         t0 = time.time()
         bar = tqdm(total=a.steps, initial=self.step, desc="train", disable=not self.is_main, unit="step")
+        self._dump_rank_weights("_init")
         running = {}
         while self.step < a.steps:
             batch = self._to_device(self._next_batch(srcs, its, gen))
@@ -304,7 +308,14 @@ class Trainer:
         bar.close()
         if self.world > 1:
             dist.barrier()
+        self._dump_rank_weights("")
         return self.step
+
+    def _dump_rank_weights(self, tag: str) -> None:
+        """For tests of DDP: every rank writes its weights to $DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS."""
+        folder = os.environ.get("DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS")
+        if folder:
+            torch.save(self.model.state_dict(), Path(folder) / f"rank{self.rank}{tag}.pt")
 
     def _validate_and_save(self):
         if not self.is_main:

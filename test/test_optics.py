@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from depth_defocus_ros.optics import (
-    Lens, LensError, coc_at_infinity_px, coc_px, depth_candidates, depth_from_signed_defocus,
-    k_factor, resize_coc, resize_fx, signed_defocus_px,
+    Lens,
+    LensError,
+    coc_at_infinity_px,
+    coc_px,
+    depth_candidates,
+    depth_from_signed_defocus,
+    k_factor,
+    resize_coc,
+    resize_fx,
+    signed_defocus_px,
 )
 
 LENS = Lens(0.05, 2.0, 2.0)  # A = 25 mm, d_f - f = 1.95 m

@@ -7,7 +7,11 @@ import torch.nn.functional as F
 
 from depth_defocus_ros.optics import Lens, coc_px, signed_defocus_px
 from depth_defocus_ros.render import (
-    disc_kernel, linear_to_srgb, render_defocus, render_defocus_gather, srgb_to_linear,
+    disc_kernel,
+    linear_to_srgb,
+    render_defocus,
+    render_defocus_gather,
+    srgb_to_linear,
 )
 
 

@@ -1,0 +1,475 @@
+"""``depth_defocus_node``: metric depth, defocus, uncertainty and point clouds from one camera.
+
+Subscribed topics:
+    ``image`` (sensor_msgs/Image) or ``image/compressed`` (sensor_msgs/CompressedImage) when
+    ``image_transport`` is ``compressed``; ``camera_info`` (sensor_msgs/CameraInfo).
+Published topics:
+    ``depth/image`` (32FC1, m, NaN invalid), ``depth/camera_info``, ``defocus/image`` (32FC1, CoC
+    px), ``depth/uncertainty`` (32FC1, m; when ``uncertainty`` is on), ``depth/preview`` and
+    ``defocus/preview`` (bgr8), ``points`` (organised PointCloud2, x y z rgb float32), and
+    ``/diagnostics`` (diagnostic_msgs/DiagnosticArray).
+Parameters:
+    see :data:`depth_defocus_ros.ros.params.PARAMS` and config/depth_defocus.yaml.
+
+The subscription callbacks only hand the message to a worker thread (latest frame wins: a frame
+that arrives while the model is busy replaces the one waiting, and counts as dropped). The worker
+decodes, checks, runs the estimator and publishes with the input header. Bad input is logged
+(rate-limited per kind), counted in diagnostics and skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from ..checkpoint import CheckpointError
+from ..optics import LensError
+from ..viz import defocus_preview, depth_preview
+from .conversions import (
+    BadInput, camera_info_from_intrinsics, check_camera_info, compressed_to_rgb, image_to_rgb, numpy_to_image,
+    points_to_pointcloud2,
+)  # fmt: skip
+from .params import PARAM_NAMES, PARAMS, ConfigError, NodeConfig, config_from_values, declare_parameters
+from .pointcloud import Intrinsics, depth_to_points, make_points_array
+
+__all__ = ["DepthDefocusNode", "main", "OUTPUT_TOPICS", "INPUT_TOPICS", "BAD_INPUT_KINDS"]
+
+NODE_NAME = "depth_defocus_node"
+INPUT_TOPICS = {"image": Image, "image/compressed": CompressedImage, "camera_info": CameraInfo}
+OUTPUT_TOPICS = {"depth/image": Image, "depth/camera_info": CameraInfo, "defocus/image": Image,
+                 "depth/uncertainty": Image, "depth/preview": Image, "defocus/preview": Image,
+                 "points": PointCloud2}  # fmt: skip
+BAD_INPUT_KINDS = ("unsupported_encoding", "bad_data_length", "zero_size", "corrupt_compressed",
+                   "camera_info_invalid", "camera_info_mismatch", "frame_id_changed")  # fmt: skip
+FRAME_ID_RELOCK = 30  # a new frame_id seen in this many frames in a row is taken as the camera's new frame
+LOG_EVERY_S = 5.0  # at most one log line per kind of bad input in this period
+
+
+class LatestSlot:
+    """A one-item mailbox: ``put`` replaces what is waiting (returns True when it did)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+        self._closed = False
+
+    def put(self, item) -> bool:
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None):
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def empty(self) -> bool:
+        with self._cond:
+            return self._item is None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Stats:
+    """Counters, rates and latencies for diagnostics (thread-safe)."""
+
+    def __init__(self, window_s: float = 5.0):
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self.counts: Counter = Counter()
+        self._t_in: deque = deque(maxlen=2000)
+        self._t_out: deque = deque(maxlen=2000)
+        self._latency: deque = deque(maxlen=500)  # s, receive -> published
+        self._age: deque = deque(maxlen=500)  # s, header stamp -> published (ROS clock)
+
+    def frame_in(self, t: float) -> None:
+        with self._lock:
+            self.counts["frames_in"] += 1
+            self._t_in.append(t)
+
+    def frame_out(self, t: float, latency_s: float, age_s: float | None) -> None:
+        with self._lock:
+            self.counts["frames_out"] += 1
+            self._t_out.append(t)
+            self._latency.append(latency_s)
+            if age_s is not None:
+                self._age.append(age_s)
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
+    def _rate(self, times, now: float) -> float:
+        ts = [t for t in times if t >= now - self.window_s]
+        if len(ts) < 2:
+            return 0.0
+        return (len(ts) - 1) / max(ts[-1] - ts[0], 1e-9)
+
+    def snapshot(self, now: float | None = None) -> dict:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            lat = np.array(self._latency) * 1000.0
+            age = np.array(self._age) * 1000.0
+            out = dict(self.counts)
+            out["input_rate_hz"] = self._rate(self._t_in, now)
+            out["output_rate_hz"] = self._rate(self._t_out, now)
+            out["last_input_s_ago"] = now - self._t_in[-1] if self._t_in else math.inf
+        for name, a in (("latency_ms", lat), ("age_ms", age)):
+            out[name + "_mean"] = float(a.mean()) if a.size else math.nan
+            out[name + "_p95"] = float(np.percentile(a, 95)) if a.size else math.nan
+        return out
+
+
+class DepthDefocusNode(Node):
+    """The node (see module doc). ``estimator`` replaces the checkpoint (tests, embedding)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, estimator=None, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._cfg: NodeConfig = config_from_values(declare_parameters(self))
+        self._warn_unknown_overrides()
+        cfg = self._cfg
+        if estimator is None:
+            from ..estimator import Estimator
+
+            estimator = Estimator.load(cfg.model_path or None, device=cfg.device, half=None if cfg.half else False)
+        self.estimator = estimator
+        self.model_name = str(getattr(estimator, "path", None) or type(estimator).__name__)
+        self.device = str(getattr(estimator, "device", "cpu"))
+        self.half = bool(getattr(estimator, "half", False))
+        self.stats = Stats()
+        self._slot = LatestSlot()
+        self._stop = threading.Event()
+        self._busy = False
+        self._info_lock = threading.Lock()
+        self._info: tuple | None = None  # (CameraInfo, Intrinsics): the latest valid CameraInfo
+        self._matched: tuple | None = None  # the last CameraInfo that matched a frame
+        self._mismatch_counted = None
+        self._fallback_warned = False
+        self._frame_id: str | None = None
+        self._other_frame_id, self._other_count = None, 0
+        self._last_log: dict = {}
+        self._last_diag_counts: Counter = Counter()
+
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self._pubs = {name: self.create_publisher(t, name, out_qos) for name, t in OUTPUT_TOPICS.items()}
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if cfg.reliable_qos:
+            in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        else:
+            in_qos = qos_profile_sensor_data
+        if cfg.image_transport == "compressed":
+            self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, in_qos)
+        else:
+            self._image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
+        self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._check_lens_ranges(cfg)
+        self._warm_up()
+        self._worker = threading.Thread(target=self._run, name="depth_defocus_worker", daemon=True)
+        self._worker.start()
+        self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+        self.get_logger().info(
+            f"ready: model {self.model_name} on {self.device} ({'fp16' if self.half else 'fp32'}); subscribed to "
+            f"{self._image_sub.topic_name} and {self._info_sub.topic_name} "
+            f"({'reliable' if cfg.reliable_qos else 'sensor-data'} QoS); lens {cfg.focal_length_mm} mm "
+            f"f/{cfg.f_number} focused at {cfg.focus_distance_m} m")  # fmt: skip
+
+    # ---------------------------------------------------------------- callbacks (executor thread)
+    def _on_image(self, msg) -> None:
+        now = time.monotonic()
+        self.stats.frame_in(now)
+        if self._slot.put((msg, now)):
+            self.stats.count("frames_dropped")
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            intr = check_camera_info(msg)
+        except BadInput as exc:
+            self._bad_input(exc.kind, f"{exc} on {self._info_sub.topic_name}: ignored")
+            return
+        with self._info_lock:
+            self._info = (msg, intr)
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        values = {name: self.get_parameter(name).value for name in PARAM_NAMES}
+        values.update({p.name: p.value for p in params if p.name in values})
+        try:
+            config_from_values(values)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        changed = [p for p in params if p.name in PARAM_NAMES]
+        if not changed:
+            return
+        self._cfg = config_from_values({name: self.get_parameter(name).value for name in PARAM_NAMES})
+        self.get_logger().info("parameters set: " + ", ".join(f"{p.name}={p.value}" for p in changed))
+        self._check_lens_ranges(self._cfg)
+
+    # ---------------------------------------------------------------- worker thread
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._slot.take(timeout=0.1)
+            if item is None:
+                continue
+            self._busy = True
+            try:
+                self._process(*item)
+            except BadInput as exc:
+                self._bad_input(exc.kind, f"frame skipped: {exc}")
+            except Exception as exc:  # noqa: BLE001 - the node never dies on a frame
+                if self._stop.is_set() or not self.context.ok():
+                    break
+                self._bad_input("processing_error", f"frame skipped: {type(exc).__name__}: {exc}", error=True)
+            finally:
+                self._busy = False
+
+    def idle(self) -> bool:
+        """True when no frame is waiting or being processed."""
+        return self._slot.empty() and not self._busy
+
+    def _process(self, msg, t_recv: float) -> None:
+        cfg = self._cfg  # one consistent snapshot per frame
+        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)  # (H, W, 3)
+        h, w = rgb.shape[:2]
+        header = msg.header
+        self._check_frame_id(header.frame_id)
+        intr, info = self._intrinsics(w, h, header.frame_id, cfg)
+        pred = self.estimator.predict(rgb, cfg.lens, intr.fx, uncertainty=cfg.uncertainty, mc_samples=cfg.mc_samples)
+        far = float(getattr(self.estimator, "max_depth_m", math.inf)) * (1 - 1e-6)
+        depth = np.asarray(pred.depth, dtype=np.float32)
+        invalid = ~np.isfinite(depth) | (depth < cfg.min_depth_m) | (depth > cfg.max_depth_m) | (depth >= far)
+        depth = np.where(invalid, np.float32(np.nan), depth)  # (H, W) m
+        if self._stop.is_set():
+            return
+        pubs = self._pubs
+
+        def wanted(name):
+            return pubs[name].get_subscription_count() > 0
+
+        if wanted("depth/image"):
+            pubs["depth/image"].publish(numpy_to_image(depth, "32FC1", header))
+        if wanted("depth/camera_info"):
+            ci = camera_info_from_intrinsics(intr, w, h) if info is None else _copy_camera_info(info)
+            ci.header = header
+            pubs["depth/camera_info"].publish(ci)
+        if wanted("defocus/image"):
+            pubs["defocus/image"].publish(numpy_to_image(pred.defocus, "32FC1", header))
+        if pred.uncertainty is not None and wanted("depth/uncertainty"):
+            pubs["depth/uncertainty"].publish(numpy_to_image(pred.uncertainty, "32FC1", header))
+        if wanted("depth/preview"):
+            pubs["depth/preview"].publish(
+                numpy_to_image(depth_preview(depth, max(cfg.min_depth_m, 0.05), cfg.max_depth_m), "bgr8", header))
+        if wanted("defocus/preview"):
+            pubs["defocus/preview"].publish(
+                numpy_to_image(defocus_preview(pred.defocus, cfg.preview_max_coc_px), "bgr8", header))
+        if cfg.publish_points and wanted("points"):
+            d = depth
+            if cfg.max_uncertainty_m > 0:
+                if pred.uncertainty is None:
+                    self._log_once("unc", "max_uncertainty_m is set but uncertainty is off: points are not masked")
+                else:
+                    d = np.where(pred.uncertainty > cfg.max_uncertainty_m, np.float32(np.nan), depth)
+            dec = cfg.point_decimation
+            pts = make_points_array(depth_to_points(d, intr, dec), rgb[::dec, ::dec])
+            pubs["points"].publish(points_to_pointcloud2(pts, header))
+        now = time.monotonic()
+        age = (self.get_clock().now().nanoseconds - (header.stamp.sec * 10**9 + header.stamp.nanosec)) * 1e-9
+        self.stats.frame_out(now, now - t_recv, age if header.stamp.sec or header.stamp.nanosec else None)
+
+    def _check_frame_id(self, frame_id: str) -> None:
+        if self._frame_id is None:
+            self._frame_id = frame_id
+            if not frame_id:
+                self._log_once("frame_id", "frames have an empty header.frame_id: outputs will too (RViz needs one)")
+            return
+        if frame_id == self._frame_id:
+            self._other_frame_id, self._other_count = None, 0
+            return
+        if frame_id == self._other_frame_id:
+            self._other_count += 1
+        else:
+            self._other_frame_id, self._other_count = frame_id, 1
+        if self._other_count >= FRAME_ID_RELOCK:
+            self.get_logger().warning(f"frame_id changed from '{self._frame_id}' to '{frame_id}' for "
+                                      f"{FRAME_ID_RELOCK} frames in a row: following it")  # fmt: skip
+            self._frame_id, self._other_frame_id, self._other_count = frame_id, None, 0
+            return
+        raise BadInput("frame_id_changed", f"frame_id '{frame_id}' differs from the camera's '{self._frame_id}' "
+                       f"(taken as the new frame after {FRAME_ID_RELOCK} frames in a row)")  # fmt: skip
+
+    def _intrinsics(self, w: int, h: int, frame_id: str, cfg: NodeConfig):
+        """(Intrinsics, CameraInfo or None) for a w x h frame: the latest CameraInfo when it matches
+        the frame's size and frame_id, else the last one that did, else the fx parameter."""
+
+        def matches(info):
+            fid = info.header.frame_id
+            return info.width == w and info.height == h and (not fid or not frame_id or fid == frame_id)
+
+        with self._info_lock:
+            latest = self._info
+        if latest is not None:
+            if matches(latest[0]):
+                self._matched, self._fallback_warned = latest, False
+                return latest[1], latest[0]
+            if self._mismatch_counted is not latest[0]:
+                self._mismatch_counted = latest[0]
+                m = latest[0]
+                self._bad_input("camera_info_mismatch", f"CameraInfo ({m.width}x{m.height}, frame "
+                                f"'{m.header.frame_id}') does not match the image ({w}x{h}, frame '{frame_id}'): "
+                                "ignored")  # fmt: skip
+        if self._matched is not None and matches(self._matched[0]):
+            return self._matched[1], self._matched[0]
+        if not self._fallback_warned:
+            self._fallback_warned = True
+            self.get_logger().warning(
+                f"no CameraInfo matching the {w}x{h} image has arrived on {self._info_sub.topic_name}: using the fx "
+                f"parameter ({cfg.fx} px) and the image centre; metric depth is only as right as fx")  # fmt: skip
+        return Intrinsics.centred(cfg.fx, w, h), None
+
+    # ---------------------------------------------------------------- helpers
+    def _bad_input(self, kind: str, message: str, error: bool = False) -> None:
+        self.stats.count(kind)
+        self.stats.count("bad_input_total")
+        now = time.monotonic()
+        last, suppressed = self._last_log.get(kind, (-math.inf, 0))
+        if now - last >= LOG_EVERY_S:
+            more = f" ({suppressed} more like it since the last message)" if suppressed else ""
+            (self.get_logger().error if error else self.get_logger().warning)(message + more)
+            self._last_log[kind] = (now, 0)
+        else:
+            self._last_log[kind] = (last, suppressed + 1)
+
+    def _log_once(self, key: str, message: str) -> None:
+        if key not in self._last_log:
+            self._last_log[key] = (time.monotonic(), 0)
+            self.get_logger().warning(message)
+
+    def _warn_unknown_overrides(self) -> None:
+        overrides = getattr(self, "_parameter_overrides", {}) or {}
+        unknown = sorted(set(overrides) - set(PARAM_NAMES) - {"use_sim_time", "start_type_description_service"})
+        if unknown:
+            self.get_logger().warning(f"ignoring unknown parameter(s) {', '.join(unknown)}; this node's parameters "
+                                      f"are: {', '.join(PARAM_NAMES)}")  # fmt: skip
+
+    def _check_lens_ranges(self, cfg: NodeConfig) -> None:
+        ranges = getattr(self.estimator, "lens_ranges", None) or {}
+        for name in ("focal_length_mm", "f_number", "focus_distance_m"):
+            r = ranges.get(name)
+            v = getattr(cfg, name)
+            if r and not r[0] <= v <= r[1]:
+                self.get_logger().warning(f"{name} = {v} is outside the range the model was trained on "
+                                          f"({r[0]} .. {r[1]}): expect less accurate depth")  # fmt: skip
+
+    def _warm_up(self) -> None:
+        """One inference before the first frame, so that it does not pay for allocation / autotuning."""
+        cfg = self._cfg
+        try:
+            self.estimator.predict(np.zeros((240, 320, 3), np.uint8), cfg.lens, cfg.fx * 0.5)
+        except Exception as exc:  # noqa: BLE001 - reported, and the frames will tell
+            self.get_logger().warning(f"warm-up inference failed: {type(exc).__name__}: {exc}")
+
+    def _publish_diagnostics(self) -> None:
+        s = self.stats.snapshot()
+        counts = Counter({k: v for k, v in s.items() if isinstance(v, int)})
+        new = counts - self._last_diag_counts
+        self._last_diag_counts = counts
+        level, problems = DiagnosticStatus.OK, []
+        if new["processing_error"]:
+            level = DiagnosticStatus.ERROR
+            problems.append(f"{new['processing_error']} processing errors")
+        bad = {k: new[k] for k in BAD_INPUT_KINDS if new[k]}
+        if bad:
+            level = max(level, DiagnosticStatus.WARN)
+            problems.append("bad input: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+        if new["frames_dropped"]:
+            level = max(level, DiagnosticStatus.WARN)
+            problems.append(f"{new['frames_dropped']} frames dropped (model slower than the camera)")
+        if s["last_input_s_ago"] > 5.0:
+            level = max(level, DiagnosticStatus.WARN)
+            problems.append(f"no frames on {self._image_sub.topic_name} for 5 s")
+        summary = f"{s['output_rate_hz']:.1f} Hz out of {s['input_rate_hz']:.1f} Hz in"
+        st = DiagnosticStatus(level=level, name=f"{self.get_name()}: depth estimation",
+                              hardware_id=self.device, message="; ".join(problems) or summary)  # fmt: skip
+        vals = {
+            "input_rate_hz": f"{s['input_rate_hz']:.2f}",
+            "output_rate_hz": f"{s['output_rate_hz']:.2f}",
+            "latency_ms_mean": f"{s['latency_ms_mean']:.1f}",
+            "latency_ms_p95": f"{s['latency_ms_p95']:.1f}",
+            "age_ms_mean": f"{s['age_ms_mean']:.1f}",
+            "frames_in": str(counts["frames_in"]),
+            "frames_out": str(counts["frames_out"]),
+            "frames_dropped": str(counts["frames_dropped"]),
+            "bad_input_total": str(counts["bad_input_total"]),
+            **{f"bad_{k}": str(counts[k]) for k in BAD_INPUT_KINDS},
+            "processing_errors": str(counts["processing_error"]),
+            "device": self.device,
+            "precision": "fp16" if self.half else "fp32",
+            "model": self.model_name,
+            "camera_info": "CameraInfo" if self._matched is not None else "fx parameter",
+            "frame_id": self._frame_id or "",
+        }
+        st.values = [KeyValue(key=k, value=v) for k, v in vals.items()]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(arr)
+
+    def destroy_node(self):
+        self._stop.set()
+        self._slot.close()
+        worker = getattr(self, "_worker", None)
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=30.0)
+        return super().destroy_node()
+
+
+def _copy_camera_info(info: CameraInfo) -> CameraInfo:
+    out = CameraInfo()
+    for f in ("height", "width", "distortion_model", "d", "k", "r", "p", "binning_x", "binning_y", "roi"):
+        setattr(out, f, getattr(info, f))
+    return out
+
+
+def main(args=None) -> int:
+    """``ros2 run depth_defocus_ros depth_defocus_node [--ros-args ...]``; returns the exit status."""
+    rclpy.init(args=args)
+    node = None
+    status = 0
+    try:
+        node = DepthDefocusNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ConfigError, CheckpointError, LensError, ParameterException, RuntimeError) as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        status = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The node's parameters: one table (name, default, meaning, range) used to declare them, to check
+``config/depth_defocus.yaml`` and to write the docs; and :class:`NodeConfig`, the validated snapshot
+the worker reads.
+
+Plain Python (no rclpy at import): :func:`declare_parameters` imports rclpy when it is called.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+
+from ..optics import Lens, LensError, validate_fx
+
+__all__ = ["ParamSpec", "PARAMS", "PARAM_NAMES", "NodeConfig", "ConfigError", "declare_parameters",
+           "config_from_values", "load_params_yaml"]  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """Parameter values the node cannot run with; the message is one line naming the parameter."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: object  # its Python type (bool, int, float, str) is the parameter's type
+    description: str
+    read_only: bool = False  # set at start-up only (params file / -p), refused at run time
+    range: tuple | None = None  # (lo, hi) inclusive, for int / float
+    choices: tuple | None = None  # for str
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "checkpoint (.pt) to load; empty = the shipped weights (models/depth_defocus.pt)",
+              read_only=True),
+    ParamSpec("device", "auto", "'auto' (CUDA when present, else CPU), 'cuda', 'cuda:N' or 'cpu'", read_only=True),
+    ParamSpec("half", True, "fp16 inference on a GPU (ignored on CPU)", read_only=True),
+    ParamSpec("image_transport", "raw", "'raw': subscribe 'image' (sensor_msgs/Image); 'compressed': subscribe "
+              "'image/compressed' (sensor_msgs/CompressedImage, jpeg or png)", read_only=True,
+              choices=("raw", "compressed")),
+    ParamSpec("reliable_qos", False, "subscribe with reliable QoS instead of the sensor-data QoS (best effort)",
+              read_only=True),
+    ParamSpec("focus_distance_m", 1.2, "lens focus distance (m), along the optical axis", range=(0.01, 1000.0)),
+    ParamSpec("f_number", 1.8, "lens f-number", range=(0.5, 64.0)),
+    ParamSpec("focal_length_mm", 35.0, "lens focal length (mm)", range=(0.5, 2000.0)),
+    ParamSpec("fx", 622.2, "focal length in px at the image's resolution; used only while no CameraInfo "
+              "matching the image (size and frame_id) has arrived", range=(1.0, 100000.0)),
+    ParamSpec("min_depth_m", 0.1, "depth below this is invalid: NaN in depth/image and points", range=(0.0, 1000.0)),
+    ParamSpec("max_depth_m", 20.0, "depth above this (and beyond the lens' far limit) is invalid: NaN in "
+              "depth/image and points", range=(0.0, 1000.0)),
+    ParamSpec("publish_points", True, "publish the point cloud on 'points'"),
+    ParamSpec("point_decimation", 1, "keep every n-th pixel in x and y for 'points' (1 = all)", range=(1, 16)),
+    ParamSpec("uncertainty", False, "compute and publish depth/uncertainty (Monte-Carlo dropout, mc_samples "
+              "network passes per frame)"),
+    ParamSpec("mc_samples", 8, "network passes per frame for the uncertainty", range=(2, 64)),
+    ParamSpec("max_uncertainty_m", 0.0, "drop points whose uncertainty exceeds this (m); 0 = keep all; needs "
+              "uncertainty=true", range=(0.0, 1000.0)),
+    ParamSpec("preview_max_coc_px", 16.0, "CoC (px) shown brightest in defocus/preview", range=(0.1, 1000.0)),
+    ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics message (s)", read_only=True,
+              range=(0.1, 60.0)),
+)  # fmt: skip
+
+PARAM_NAMES = tuple(p.name for p in PARAMS)
+_SPECS = {p.name: p for p in PARAMS}
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A validated snapshot of all parameters (field names = parameter names)."""
+
+    model_path: str
+    device: str
+    half: bool
+    image_transport: str
+    reliable_qos: bool
+    focus_distance_m: float
+    f_number: float
+    focal_length_mm: float
+    fx: float
+    min_depth_m: float
+    max_depth_m: float
+    publish_points: bool
+    point_decimation: int
+    uncertainty: bool
+    mc_samples: int
+    max_uncertainty_m: float
+    preview_max_coc_px: float
+    diagnostics_period_s: float
+
+    @property
+    def lens(self) -> Lens:
+        return Lens.from_mm(self.focal_length_mm, self.f_number, self.focus_distance_m)
+
+
+assert tuple(f.name for f in fields(NodeConfig)) == PARAM_NAMES, "NodeConfig and PARAMS disagree"
+
+
+def _check_value(spec: ParamSpec, value):
+    want = type(spec.default)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not want:
+        raise ConfigError(f"{spec.name} must be a {want.__name__}, got {value!r}")
+    if want is float and not math.isfinite(value):
+        raise ConfigError(f"{spec.name} must be a finite number, got {value!r}")
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        raise ConfigError(f"{spec.name} must be in [{spec.range[0]}, {spec.range[1]}], got {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{spec.name} must be one of {', '.join(spec.choices)}; got {value!r}")
+    return value
+
+
+def config_from_values(values: dict) -> NodeConfig:
+    """Build and check a :class:`NodeConfig` from ``{name: value}`` (missing names take their
+    defaults); raise :class:`ConfigError` with a one-line reason for anything the node cannot use."""
+    unknown = sorted(set(values) - set(PARAM_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s): {', '.join(unknown)}")
+    merged = {p.name: _check_value(p, values.get(p.name, p.default)) for p in PARAMS}
+    cfg = NodeConfig(**merged)
+    if not _DEVICE_RE.match(cfg.device):
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}")
+    try:
+        cfg.lens  # noqa: B018 (validates focal length, f-number, focus distance together)
+        validate_fx(cfg.fx)
+    except LensError as exc:
+        raise ConfigError(str(exc)) from None
+    if not cfg.min_depth_m < cfg.max_depth_m:
+        raise ConfigError(f"min_depth_m ({cfg.min_depth_m}) must be less than max_depth_m ({cfg.max_depth_m})")
+    return cfg
+
+
+def declare_parameters(node) -> dict:
+    """Declare every parameter of :data:`PARAMS` on an rclpy node, with descriptors; return
+    ``{name: value}`` as set by overrides (params file, ``-p``) or defaults."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}  # fmt: skip
+    decls = []
+    for p in PARAMS:
+        d = ParameterDescriptor(name=p.name, type=types[type(p.default)], description=p.description,
+                                read_only=p.read_only)  # fmt: skip
+        if p.range is not None and isinstance(p.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))]
+        elif p.range is not None:
+            d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
+        if p.choices:
+            d.additional_constraints = "one of: " + ", ".join(p.choices)
+        decls.append((p.name, p.default, d))
+    node.declare_parameters("", decls)
+    return {p.name: node.get_parameter(p.name).value for p in PARAMS}
+
+
+def load_params_yaml(path) -> dict:
+    """``{name: value}`` from a ROS 2 params file in the ``/**: ros__parameters:`` form."""
+    import yaml
+
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    try:
+        return dict(doc["/**"]["ros__parameters"])
+    except (KeyError, TypeError):
+        raise ConfigError(f"{path}: expected '/**: ros__parameters:' at the top") from None

@@ -1,0 +1,75 @@
+"""`depth-defocus predict`: outputs, and one-line errors (no traceback) for bad input."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from depth_defocus_ros.testing import make_tiny_checkpoint
+
+LENS_ARGS = ["--focus-distance", "1.2", "--f-number", "1.8", "--focal-length-mm", "35"]
+
+
+def run(args, cwd):
+    return subprocess.run([sys.executable, "-m", "depth_defocus_ros", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    good = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    cv2.imwrite(str(d / "good.png"), good)
+    cv2.imwrite(str(d / "gray.png"), good[:, :, 0])
+    cv2.imwrite(str(d / "deep.png"), good.astype(np.uint16) * 257)
+    cv2.imwrite(str(d / "rgba.png"), np.dstack([good, good[:, :, :1]]))
+    (d / "empty.png").write_bytes(b"")
+    (d / "junk.jpg").write_bytes(b"this is not an image at all")
+    make_tiny_checkpoint(d / "tiny.pt")
+    return d
+
+
+def test_batch_goes_on_past_bad_inputs(files, tmp_path):
+    names = ["good.png", "gray.png", "deep.png", "rgba.png", "empty.png", "junk.jpg", "missing.png"]
+    r = run(["predict", *[str(files / n) for n in names], *LENS_ARGS, "--fx", "70",
+             "--model", str(files / "tiny.pt"), "--out", str(tmp_path), "--uncertainty"], files)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    errs = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errs) == 6
+    for word in ("grayscale", "16-bit", "RGBA", "empty", "not a readable image", "not found"):
+        assert any(word in e for e in errs), word
+    assert "1 of 7 images done, 6 failed" in r.stdout
+    z = np.load(tmp_path / "good.npz")
+    assert z["depth"].shape == (60, 80) and z["defocus"].dtype == np.float32
+    assert z["uncertainty"].shape == (60, 80)
+    assert (tmp_path / "good_preview.png").is_file()
+
+
+@pytest.mark.parametrize("lens, word", [
+    (["--focus-distance", "nan", "--f-number", "1.8", "--focal-length-mm", "35"], "focus distance"),
+    (["--focus-distance", "1.2", "--f-number", "-2", "--focal-length-mm", "35"], "f-number"),
+    (["--focus-distance", "0.03", "--f-number", "2", "--focal-length-mm", "35"], "greater than the focal"),
+])
+def test_bad_lens_values(files, tmp_path, lens, word):
+    r = run(["predict", str(files / "good.png"), *lens, "--fx", "70", "--model", str(files / "tiny.pt"),
+             "--out", str(tmp_path)], files)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert word in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+
+
+def test_bad_checkpoints(files, tmp_path):
+    tiny = (files / "tiny.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(tiny[:1000])
+    np.save(tmp_path / "foreign.npy", np.zeros(3))
+    cases = {"missing.pt": "not found", "trunc.pt": "cannot read checkpoint", "foreign.npy": "cannot read"}
+    for name, word in cases.items():
+        r = run(["predict", str(files / "good.png"), *LENS_ARGS, "--fx", "70",
+                 "--model", str(tmp_path / name), "--out", str(tmp_path / "o")], files)
+        assert r.returncode == 2, name
+        assert "Traceback" not in r.stderr and word in r.stderr, (name, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert str(tmp_path / name) in r.stderr
