@@ -196,6 +196,13 @@ def _no_ros(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        # CPU training shares cores with data rendering: OpenMP threads that spin while waiting
+        # for a busy core slow every step several-fold; passive waiting avoids that
+        import os
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .checkpoint import CheckpointError
     from .estimator import InputError
     from .optics import LensError

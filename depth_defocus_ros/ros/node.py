@@ -38,10 +38,15 @@ from ..checkpoint import CheckpointError
 from ..optics import LensError
 from ..viz import defocus_preview, depth_preview
 from .conversions import (
-    BadInput, camera_info_from_intrinsics, check_camera_info, compressed_to_rgb, image_to_rgb, numpy_to_image,
+    BadInput,
+    camera_info_from_intrinsics,
+    check_camera_info,
+    compressed_to_rgb,
+    image_to_rgb,
+    numpy_to_image,
     points_to_pointcloud2,
-)  # fmt: skip
-from .params import PARAM_NAMES, PARAMS, ConfigError, NodeConfig, config_from_values, declare_parameters
+)
+from .params import PARAM_NAMES, ConfigError, NodeConfig, config_from_values, declare_parameters
 from .pointcloud import Intrinsics, depth_to_points, make_points_array
 
 __all__ = ["DepthDefocusNode", "main", "OUTPUT_TOPICS", "INPUT_TOPICS", "BAD_INPUT_KINDS"]
@@ -143,6 +148,9 @@ class DepthDefocusNode(Node):
     """The node (see module doc). ``estimator`` replaces the checkpoint (tests, embedding)."""
 
     def __init__(self, node_name: str = NODE_NAME, *, estimator=None, **kwargs):
+        self._stop = threading.Event()  # before anything that can fail: destroy_node needs them
+        self._slot = LatestSlot()
+        self._worker = None
         super().__init__(node_name, **kwargs)
         self._cfg: NodeConfig = config_from_values(declare_parameters(self))
         self._warn_unknown_overrides()
@@ -156,14 +164,13 @@ class DepthDefocusNode(Node):
         self.device = str(getattr(estimator, "device", "cpu"))
         self.half = bool(getattr(estimator, "half", False))
         self.stats = Stats()
-        self._slot = LatestSlot()
-        self._stop = threading.Event()
         self._busy = False
         self._info_lock = threading.Lock()
         self._info: tuple | None = None  # (CameraInfo, Intrinsics): the latest valid CameraInfo
         self._matched: tuple | None = None  # the last CameraInfo that matched a frame
         self._mismatch_counted = None
         self._fallback_warned = False
+        self._intr_source = "none yet"
         self._frame_id: str | None = None
         self._other_frame_id, self._other_count = None, 0
         self._last_log: dict = {}
@@ -331,7 +338,7 @@ class DepthDefocusNode(Node):
             latest = self._info
         if latest is not None:
             if matches(latest[0]):
-                self._matched, self._fallback_warned = latest, False
+                self._matched, self._fallback_warned, self._intr_source = latest, False, "CameraInfo"
                 return latest[1], latest[0]
             if self._mismatch_counted is not latest[0]:
                 self._mismatch_counted = latest[0]
@@ -340,12 +347,14 @@ class DepthDefocusNode(Node):
                                 f"'{m.header.frame_id}') does not match the image ({w}x{h}, frame '{frame_id}'): "
                                 "ignored")  # fmt: skip
         if self._matched is not None and matches(self._matched[0]):
+            self._intr_source = "last matching CameraInfo"
             return self._matched[1], self._matched[0]
         if not self._fallback_warned:
             self._fallback_warned = True
             self.get_logger().warning(
                 f"no CameraInfo matching the {w}x{h} image has arrived on {self._info_sub.topic_name}: using the fx "
                 f"parameter ({cfg.fx} px) and the image centre; metric depth is only as right as fx")  # fmt: skip
+        self._intr_source = "fx parameter"
         return Intrinsics.centred(cfg.fx, w, h), None
 
     # ---------------------------------------------------------------- helpers
@@ -410,7 +419,7 @@ class DepthDefocusNode(Node):
             level = max(level, DiagnosticStatus.WARN)
             problems.append(f"no frames on {self._image_sub.topic_name} for 5 s")
         summary = f"{s['output_rate_hz']:.1f} Hz out of {s['input_rate_hz']:.1f} Hz in"
-        st = DiagnosticStatus(level=level, name=f"{self.get_name()}: depth estimation",
+        st = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: depth estimation",
                               hardware_id=self.device, message="; ".join(problems) or summary)  # fmt: skip
         vals = {
             "input_rate_hz": f"{s['input_rate_hz']:.2f}",
@@ -427,7 +436,7 @@ class DepthDefocusNode(Node):
             "device": self.device,
             "precision": "fp16" if self.half else "fp32",
             "model": self.model_name,
-            "camera_info": "CameraInfo" if self._matched is not None else "fx parameter",
+            "intrinsics_from": self._intr_source,
             "frame_id": self._frame_id or "",
         }
         st.values = [KeyValue(key=k, value=v) for k, v in vals.items()]
@@ -438,9 +447,8 @@ class DepthDefocusNode(Node):
     def destroy_node(self):
         self._stop.set()
         self._slot.close()
-        worker = getattr(self, "_worker", None)
-        if worker is not None and worker.is_alive():
-            worker.join(timeout=30.0)
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=30.0)
         return super().destroy_node()
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from .paths import package_share_path
+
 __all__ = ["resolve_topic", "rviz_topics", "rviz_config_text", "write_rviz_config", "default_rviz_config"]
 
 
@@ -66,6 +68,4 @@ def write_rviz_config(template_path, namespace: str = "", image_topic: str = "im
 
 def default_rviz_config() -> Path:
     """config/depth_defocus.rviz of the source tree, or of the installed share folder."""
-    from .demo import package_share_path
-
     return package_share_path("config", "depth_defocus.rviz")

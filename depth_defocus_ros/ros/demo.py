@@ -1,0 +1,322 @@
+"""``depth-defocus demo``: camera player -> depth_defocus_node -> listener, in one process over DDS.
+
+The player publishes the bundled sample sequence (data/samples: frame_XXX.png + camera.yaml) as
+sensor_msgs/Image + CameraInfo at a fixed rate; the node runs as it would on a robot (same class,
+same parameters, latest frame wins); the listener subscribes to the node's outputs and writes
+what came back into ``--out``: ``depth_NNN.png`` and ``defocus_NNN.png`` (colour previews),
+``depth_NNN_mm.png`` (uint16 depth in mm, 0 = invalid, like the samples' ground truth),
+``points.ply`` (the last point cloud), ``overview.png`` (input | depth | defocus of the last
+frame) and ``summary.json`` (frames in/out, rate, latency, depth error against the ground truth).
+
+Everything runs in the namespace ``/depth_defocus_demo`` with discovery kept on this machine
+(``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` unless set), so it neither sees nor disturbs a robot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_demo_parser", "run_demo", "DEMO_NAMESPACE", "load_samples"]
+
+DEMO_NAMESPACE = "/depth_defocus_demo"
+OUTPUTS = ("depth/image", "depth/camera_info", "defocus/image", "depth/preview", "defocus/preview", "points")
+
+
+def _positive(kind):
+    def conv(v):
+        try:
+            x = kind(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {v!r}") from None
+        if not (x > 0 and math.isfinite(x)):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {v!r}")
+        return x
+
+    return conv
+
+
+def add_demo_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``demo`` subcommand to the ``depth-defocus`` CLI."""
+    dm = subparsers.add_parser(
+        "demo", help="ROS 2 demo: sample camera -> depth_defocus_node -> files (one process, real rclpy)",
+        description=__doc__.split("\n\n")[1])  # fmt: skip
+    dm.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    dm.add_argument("--model", default=None, help="checkpoint (default: the shipped weights)")
+    dm.add_argument("--device", default="auto", help="auto | cuda | cpu (default: auto)")
+    dm.add_argument("--frames", type=_positive(int), default=4,
+                    help="frames to publish; the samples repeat (default: 4, one pass)")  # fmt: skip
+    dm.add_argument("--rate", type=_positive(float), default=None,
+                    help="publishing rate in Hz (default: rate_hz of the samples' camera.yaml)")  # fmt: skip
+    dm.add_argument("--samples", default=None, help="folder with frame_NNN.png and camera.yaml (default: bundled)")
+    dm.add_argument("--uncertainty", action="store_true", help="also compute depth/uncertainty (slower)")
+    dm.add_argument("--timeout", type=_positive(float), default=300.0, help="give up after this many seconds")
+    dm.set_defaults(func=run_demo)
+    return dm
+
+
+def load_samples(folder=None):
+    """(list of (name, HxWx3 uint8 RGB, HxW float32 ground-truth depth in m or None), camera dict)."""
+    import cv2
+    import yaml
+
+    from .paths import package_share_path
+
+    folder = Path(folder) if folder else package_share_path("data", "samples")
+    cam_file = folder / "camera.yaml"
+    if not cam_file.is_file():
+        raise FileNotFoundError(f"no camera.yaml in {folder} (the demo needs data/samples)")
+    cam = yaml.safe_load(cam_file.read_text())
+    frames = []
+    for p in sorted(folder.glob("frame_[0-9][0-9][0-9].png")):
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise RuntimeError(f"cannot read {p}")
+        gt = cv2.imread(str(p.with_name(p.stem + "_depth.png")), cv2.IMREAD_UNCHANGED)
+        gt = None if gt is None else np.where(gt > 0, gt.astype(np.float32) / 1000.0, np.nan).astype(np.float32)
+        frames.append((p.stem, np.ascontiguousarray(bgr[:, :, ::-1]), gt))
+    if not frames:
+        raise FileNotFoundError(f"no frame_NNN.png in {folder}")
+    return frames, cam
+
+
+def run_demo(args) -> int:
+    import cv2
+
+    frames, cam = load_samples(args.samples)
+    rate = float(args.rate or cam.get("rate_hz", 5.0))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from .conversions import camera_info_from_intrinsics, image_to_numpy, numpy_to_image, pointcloud2_to_array
+    from .node import DepthDefocusNode
+    from .pointcloud import Intrinsics, unpack_rgb, write_ply
+
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    h, w = frames[0][1].shape[:2]
+    intr = Intrinsics(float(cam["fx"]), float(cam.get("fy", cam["fx"])), float(cam.get("cx", w / 2)),
+                      float(cam.get("cy", h / 2)))  # fmt: skip
+    frame_id = str(cam.get("frame_id", "camera_optical_frame"))
+
+    class Player(Node):
+        """Publishes the samples as a camera driver would (Image rgb8 + CameraInfo, same header)."""
+
+        def __init__(self, context):
+            super().__init__("camera_player", namespace=DEMO_NAMESPACE, context=context)
+            self.pub_image = self.create_publisher(Image, "image", reliable)
+            self.pub_info = self.create_publisher(CameraInfo, "camera_info", reliable)
+            self.sent: dict[int, tuple[int, str]] = {}  # stamp ns -> (frame number, sample name)
+            self.timer = None
+            self.t_last = None
+
+        def start(self):
+            self.timer = self.create_timer(1.0 / rate, self.tick)
+
+        def tick(self):
+            n = len(self.sent)
+            if n >= args.frames:
+                self.timer.cancel()
+                return
+            name, rgb, _ = frames[n % len(frames)]
+            img = numpy_to_image(rgb, "rgb8")
+            img.header.frame_id = frame_id
+            img.header.stamp = self.get_clock().now().to_msg()
+            info = camera_info_from_intrinsics(intr, rgb.shape[1], rgb.shape[0], img.header)
+            self.sent[img.header.stamp.sec * 10**9 + img.header.stamp.nanosec] = (n, name)
+            self.pub_info.publish(info)
+            self.pub_image.publish(img)
+            self.t_last = time.monotonic()
+
+    class Listener(Node):
+        """Collects the node's outputs per input stamp and writes them once all have arrived."""
+
+        def __init__(self, context):
+            super().__init__("demo_listener", namespace=DEMO_NAMESPACE, context=context)
+            types = {"depth/camera_info": CameraInfo, "points": PointCloud2}
+            self.subs = [self.create_subscription(types.get(t, Image), t, lambda m, t=t: self.on_msg(t, m), reliable)
+                         for t in OUTPUTS]  # fmt: skip
+            self.pending: dict[int, dict] = {}
+            self.done: list[dict] = []
+            self.last = None
+
+        def on_msg(self, topic, msg):
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            got = self.pending.setdefault(stamp, {})
+            got[topic] = msg
+            if topic == "points":
+                got["latency_s"] = (self.get_clock().now().nanoseconds - stamp) * 1e-9
+                got["t_recv"] = time.monotonic()
+            if all(t in got for t in OUTPUTS):
+                self.write(stamp, self.pending.pop(stamp))
+
+        def write(self, stamp, got):
+            n, name = player.sent.get(stamp, (len(self.done), "?"))
+            sample = next((f for f in frames if f[0] == name), None)
+            depth = image_to_numpy(got["depth/image"])  # (H, W) m, NaN invalid
+            defocus = image_to_numpy(got["defocus/image"])  # (H, W) px
+            depth_png = image_to_numpy(got["depth/preview"])
+            defocus_png = image_to_numpy(got["defocus/preview"])
+            cv2.imwrite(str(out / f"depth_{n:03d}.png"), depth_png)
+            cv2.imwrite(str(out / f"defocus_{n:03d}.png"), defocus_png)
+            mm = np.where(np.isfinite(depth), np.clip(depth * 1000.0, 0, 65535), 0).astype(np.uint16)
+            cv2.imwrite(str(out / f"depth_{n:03d}_mm.png"), mm)
+            rec = {"frame": n, "sample": name, "latency_ms": got["latency_s"] * 1000.0,
+                   "valid_fraction": float(np.isfinite(depth).mean()),
+                   "depth_median_m": float(np.nanmedian(depth)) if np.isfinite(depth).any() else None,
+                   "coc_median_px": float(np.median(defocus))}  # fmt: skip
+            if sample is not None and sample[2] is not None:
+                gt = sample[2]
+                ok = np.isfinite(gt) & np.isfinite(depth) & (gt > 0)
+                if ok.any():
+                    rec["abs_rel"] = float(np.mean(np.abs(depth[ok] - gt[ok]) / gt[ok]))
+            rec["t_recv"] = got["t_recv"]
+            self.done.append(rec)
+            self.last = (n, name, got["points"], sample, depth_png, defocus_png)
+            print(f"  frame {n} ({name}): depth median {rec['depth_median_m'] or float('nan'):.2f} m, CoC median "
+                  f"{rec['coc_median_px']:.2f} px, latency {rec['latency_ms']:.0f} ms"
+                  + (f", AbsRel {rec['abs_rel']:.3f}" if "abs_rel" in rec else ""), flush=True)  # fmt: skip
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    nodes = []
+    try:
+        overrides = [
+            Parameter("model_path", value=str(args.model or "")),
+            Parameter("device", value=str(args.device)),
+            Parameter("focal_length_mm", value=float(cam["focal_length_mm"])),
+            Parameter("f_number", value=float(cam["f_number"])),
+            Parameter("focus_distance_m", value=float(cam["focus_distance_m"])),
+            Parameter("fx", value=float(cam["fx"])),
+            Parameter("uncertainty", value=bool(args.uncertainty)),
+        ]
+        node = DepthDefocusNode(namespace=DEMO_NAMESPACE, context=ctx, parameter_overrides=overrides)
+        nodes.append(node)
+        player = Player(ctx)
+        nodes.append(player)
+        listener = Listener(ctx)
+        nodes.append(listener)
+        executor = SingleThreadedExecutor(context=ctx)
+        for n in nodes:
+            executor.add_node(n)
+        print(f"depth-defocus demo: {args.frames} frames of {len(frames)} samples ({w}x{h}) at {rate:g} Hz -> "
+              f"{node.get_namespace()}/... ; model {node.model_name} on {node.device} "
+              f"({'fp16' if node.half else 'fp32'})", flush=True)  # fmt: skip
+
+        deadline = time.monotonic() + args.timeout
+        connected_by = time.monotonic() + 10.0
+        while time.monotonic() < connected_by:  # discovery: start playing once everyone is matched
+            executor.spin_once(timeout_sec=0.05)
+            if player.pub_image.get_subscription_count() and all(s.get_publisher_count() for s in listener.subs):
+                break
+        player.start()
+        interrupted = False
+        try:
+            _spin_until_done(executor, args, node, player, listener, deadline)
+            for _ in range(5):  # outputs still in flight
+                executor.spin_once(timeout_sec=0.02)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            interrupted = True  # Ctrl-C: still write what arrived
+        timed_out = time.monotonic() >= deadline
+        summary = _summary(args, rate, (w, h), node, player, listener, timed_out)
+        summary["interrupted"] = interrupted
+        if listener.last is not None:
+            n, name, points_msg, sample, depth_png, defocus_png = listener.last
+            arr = pointcloud2_to_array(points_msg)
+            xyz = np.stack([arr["x"], arr["y"], arr["z"]], axis=-1)
+            summary["ply_points"] = write_ply(out / "points.ply", xyz, unpack_rgb(arr["rgb"]))
+            summary["ply_frame"] = n
+            if sample is not None:
+                cv2.imwrite(str(out / "overview.png"),
+                            np.concatenate([sample[1][:, :, ::-1], depth_png, defocus_png], axis=1))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _print_summary(summary, out)
+        if interrupted:
+            print("interrupted", file=sys.stderr)
+            return 130
+        return 0 if summary["frames_out"] > 0 and not timed_out else 1
+    finally:
+        for n in reversed(nodes):
+            n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def _spin_until_done(executor, args, node, player, listener, deadline) -> None:
+    """Spin until every frame is published, processed and its outputs received (or lost), or the deadline."""
+    settled_since = None
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+        now = time.monotonic()
+        c = node.stats.counts
+        all_sent = len(player.sent) >= args.frames and player.t_last is not None
+        all_in = c["frames_in"] >= len(player.sent) or (all_sent and now - player.t_last > 2.0)
+        if all_sent and all_in and node.idle():
+            if len(listener.done) >= c["frames_out"] and not listener.pending:
+                return
+            settled_since = settled_since or now
+            if now - settled_since > 3.0:  # some outputs were lost on the way
+                return
+        else:
+            settled_since = None
+
+
+def _summary(args, rate, size, node, player, listener, timed_out) -> dict:
+    s = node.stats.snapshot()
+    done = sorted(listener.done, key=lambda r: r["frame"])
+    lat = np.array([r["latency_ms"] for r in done])
+    t = sorted(r["t_recv"] for r in done)
+    fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else math.nan
+    abs_rel = [r["abs_rel"] for r in done if "abs_rel" in r]
+    for r in done:
+        r.pop("t_recv", None)
+    return {
+        "frames_published": len(player.sent),
+        "frames_in": s.get("frames_in", 0),
+        "frames_processed": s.get("frames_out", 0),
+        "frames_dropped": s.get("frames_dropped", 0),
+        "bad_input": s.get("bad_input_total", 0),
+        "frames_out": len(done),
+        "rate_hz": rate,
+        "size": list(size),
+        "output_fps": fps,
+        "latency_ms_mean": float(lat.mean()) if lat.size else math.nan,
+        "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else math.nan,
+        "latency_ms_max": float(lat.max()) if lat.size else math.nan,
+        "node_processing_ms_mean": s.get("latency_ms_mean", math.nan),
+        "abs_rel_mean": float(np.mean(abs_rel)) if abs_rel else None,
+        "model": node.model_name,
+        "device": node.device,
+        "precision": "fp16" if node.half else "fp32",
+        "timed_out": timed_out,
+        "frames": done,
+    }
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    print(f"frames: published {s['frames_published']}, received by the node {s['frames_in']}, processed "
+          f"{s['frames_processed']}, dropped {s['frames_dropped']} (latest frame wins), bad {s['bad_input']}; "
+          f"outputs received {s['frames_out']}")  # fmt: skip
+    print(f"rate: {s['output_fps']:.2f} fps out at {s['rate_hz']:g} Hz in; latency camera stamp -> points received: "
+          f"mean {s['latency_ms_mean']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms "
+          f"(node processing {s['node_processing_ms_mean']:.0f} ms)")  # fmt: skip
+    if s["abs_rel_mean"] is not None:
+        print(f"depth vs ground truth: AbsRel {s['abs_rel_mean']:.3f}")
+    if s["timed_out"]:
+        print("warning: timed out before all outputs arrived", file=sys.stderr)
+    ply = f" ({s['ply_points']} points)" if s.get("ply_points") else ""
+    print(f"wrote {out}/: depth_NNN.png, depth_NNN_mm.png, defocus_NNN.png, points.ply{ply}, overview.png, "
+          "summary.json")

@@ -1,0 +1,95 @@
+"""depth_defocus_node for one camera, and RViz on request.
+
+    ros2 launch depth_defocus_ros depth_defocus.launch.py \
+        image:=/camera/image_raw camera_info:=/camera/camera_info rviz:=true
+
+Arguments (``ros2 launch depth_defocus_ros depth_defocus.launch.py --show-args``):
+    namespace          the node's namespace; its outputs are <namespace>/depth/image, ... (default: none)
+    image              camera image topic, remapped to the node's 'image' (default: image)
+    image_compressed   compressed image topic, remapped to 'image/compressed' (default: <image>/compressed)
+    camera_info        CameraInfo topic, remapped to 'camera_info' (default: camera_info)
+    params_file        parameter file (default: the package's config/depth_defocus.yaml)
+    device             auto | cuda | cpu; empty: as in params_file
+    model_path         checkpoint (.pt); empty: as in params_file (there: empty = the shipped weights)
+    image_transport    raw | compressed; empty: as in params_file
+    rviz               true: start RViz with config/depth_defocus.rviz (default: false)
+    camera_frame       RViz fixed frame, the camera's optical frame_id (default: camera_optical_frame)
+    log_level          the node's log level (default: info)
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = "depth_defocus_ros"
+# launch arguments that override the parameter of the same name when they are not empty
+PARAMETER_ARGUMENTS = ("device", "model_path", "image_transport")
+
+
+def launch_setup(context, *args, **kwargs):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    namespace = arg("namespace")
+    image = arg("image")
+    remappings = [
+        ("image", image),
+        ("image/compressed", arg("image_compressed") or image.rstrip("/") + "/compressed"),
+        ("camera_info", arg("camera_info")),
+    ]
+    overrides = {name: arg(name) for name in PARAMETER_ARGUMENTS if arg(name)}
+    node = Node(
+        package=PACKAGE,
+        executable="depth_defocus_node",
+        name="depth_defocus_node",
+        namespace=namespace,
+        parameters=[arg("params_file")] + ([overrides] if overrides else []),
+        remappings=remappings,
+        ros_arguments=["--log-level", arg("log_level")],
+        output="screen",
+        emulate_tty=True,
+    )
+    actions = [node]
+    if arg("rviz").strip().lower() in ("true", "1", "yes", "on"):
+        # RViz shows the node's topics in its namespace and the camera image on the remapped topic
+        from depth_defocus_ros.ros.rviz import write_rviz_config
+
+        template = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "depth_defocus.rviz"]).perform(context)
+        rviz_config = write_rviz_config(template, namespace=namespace, image_topic=image)
+        actions.append(Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", rviz_config, "-f", arg("camera_frame")],
+            output="screen",
+        ))  # fmt: skip
+    return actions
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument("image", default_value="image",
+                              description="camera image topic (sensor_msgs/Image), remapped to 'image'"),
+        DeclareLaunchArgument("image_compressed", default_value="",
+                              description="compressed image topic, remapped to 'image/compressed' "
+                                          "(empty: <image>/compressed)"),
+        DeclareLaunchArgument("camera_info", default_value="camera_info",
+                              description="CameraInfo topic, remapped to 'camera_info'"),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
+                                                                  "depth_defocus.yaml"]),
+                              description="parameter file (/**: ros__parameters: form)"),
+        DeclareLaunchArgument("device", default_value="", description="auto | cuda | cpu (empty: from params_file)"),
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="checkpoint .pt (empty: from params_file; there empty = shipped weights)"),
+        DeclareLaunchArgument("image_transport", default_value="",
+                              description="raw | compressed (empty: from params_file)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/depth_defocus.rviz"),
+        DeclareLaunchArgument("camera_frame", default_value="camera_optical_frame",
+                              description="RViz fixed frame: the camera's optical frame_id"),
+        DeclareLaunchArgument("log_level", default_value="info", description="log level of the node"),
+        OpaqueFunction(function=launch_setup),
+    ])  # fmt: skip

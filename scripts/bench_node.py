@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of depth_defocus_node with real DDS between processes.
+
+The node runs as its own process (``python -m depth_defocus_ros.ros.node``); this process is the
+camera (publishes Image rgb8 + CameraInfo at ``--rate`` Hz, the bundled samples resized to each
+size) and the consumer (subscribes to ``points``, and with ``--all-outputs`` to every output).
+For each device and size it reports, over ``--duration`` seconds after a warm-up:
+
+* latency: camera stamp (set just before publishing) -> ``points`` received here, mean / p50 / p95 / max
+* sustained output rate (``points`` messages per second) and dropped frames (latest frame wins)
+
+    python scripts/bench_node.py                      # CPU (and CUDA when present), 320x240 and 640x480
+    python scripts/bench_node.py --devices cuda --sizes 640x480 --rate 30 --duration 20
+
+Without ``--model`` it uses the shipped weights, or, when they are missing, a random-weight
+checkpoint of the default architecture and processing size (same cost; the numbers are about speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def stand_in_checkpoint(path: Path, long_side: int) -> Path:
+    """Random weights, default architecture (what 'depth-defocus train' builds), real format."""
+    import torch
+
+    from depth_defocus_ros.checkpoint import DEFAULT_NORMALIZATION, save_checkpoint
+    from depth_defocus_ros.model import DepthDefocusNet, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig()
+    save_checkpoint(path, {
+        "model_config": cfg.to_dict(), "state_dict": DepthDefocusNet(cfg).state_dict(),
+        "normalization": DEFAULT_NORMALIZATION, "process_long_side": long_side, "process_multiple": 32,
+        "max_depth_m": 100.0, "lens_ranges": {}, "step": 0,
+    })  # fmt: skip
+    return path
+
+
+# Fast DDS sends a sample that does not fit its shared-memory segment (default 0.5 MB) over UDP in
+# fragments, and a best-effort reader loses most of a 640x480 rgb8 frame's fragments (measured: 1 of 8
+# frames at 1 Hz). A camera process with a larger segment delivers every frame through shared memory.
+CAMERA_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>shm_large</transport_id>
+        <type>SHM</type>
+        <segment_size>33554432</segment_size>
+      </transport_descriptor>
+      <transport_descriptor>
+        <transport_id>udp</transport_id>
+        <type>UDPv4</type>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="camera" is_default_profile="true">
+      <rtps>
+        <userTransports>
+          <transport_id>shm_large</transport_id>
+          <transport_id>udp</transport_id>
+        </userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+
+
+def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Path) -> dict:
+    import rclpy  # noqa: F401 - fail early without the ROS 2 wheels
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from depth_defocus_ros.ros.conversions import camera_info_from_intrinsics, numpy_to_image
+    from depth_defocus_ros.ros.demo import load_samples
+    from depth_defocus_ros.ros.node import OUTPUT_TOPICS
+    from depth_defocus_ros.ros.pointcloud import Intrinsics
+    from depth_defocus_ros.ros.testing import RosHarness, diag_values, wait_until
+
+    w, h = size
+    frames, cam = load_samples()
+    import cv2
+
+    imgs = [np.ascontiguousarray(cv2.resize(f[1], (w, h), interpolation=cv2.INTER_AREA)) for f in frames]
+    scale = w / frames[0][1].shape[1]
+    intr = Intrinsics(cam["fx"] * scale, cam["fy"] * scale, w / 2, h / 2)
+
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # the node runs with the default transports
+    log_path = logdir / f"node_{device}_{w}x{h}.log"
+    log = open(log_path, "w")  # closed below
+    cmd = [sys.executable, "-m", "depth_defocus_ros.ros.node", "--ros-args", "-p", f"model_path:={model}",
+           "-p", f"device:={device}", "-p", f"focal_length_mm:={float(cam['focal_length_mm'])}",
+           "-p", f"f_number:={float(cam['f_number'])}", "-p", f"focus_distance_m:={float(cam['focus_distance_m'])}",
+           "-p", f"publish_points:={'false' if args.no_points else 'true'}",
+           "-p", f"reliable_qos:={'true' if args.reliable else 'false'}",
+           "-p", "diagnostics_period_s:=0.5"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    harness = RosHarness(domain_id=domain)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    lock = threading.Lock()
+    recv: dict[int, float] = {}
+    diags: list = []
+    out_topic = "depth/image" if args.no_points else "points"
+
+    class Bench(Node):
+        def __init__(self):
+            super().__init__("bench_camera", context=harness.context)
+            self.pub_image = self.create_publisher(Image, "image", reliable)
+            self.pub_info = self.create_publisher(CameraInfo, "camera_info", reliable)
+            topics = OUTPUT_TOPICS if args.all_outputs else {out_topic: OUTPUT_TOPICS[out_topic]}
+            self.subs = [self.create_subscription(t, name, (self.on_out if name == out_topic else lambda m: None),
+                                                  reliable) for name, t in topics.items()]  # fmt: skip
+            self.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(m.status), 10)
+
+        def on_out(self, msg: PointCloud2):
+            t = self.get_clock().now().nanoseconds
+            with lock:
+                recv[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = t
+
+    try:
+        bench = harness.add(Bench())
+        if not wait_until(lambda: bench.pub_image.get_subscription_count() > 0
+                          and all(s.get_publisher_count() > 0 for s in bench.subs), 120.0):  # fmt: skip
+            raise RuntimeError(f"node did not come up; see {log_path}")
+        msgs = [numpy_to_image(im, "rgb8") for im in imgs]
+        info = camera_info_from_intrinsics(intr, w, h)
+        period = 1.0 / args.rate
+        sent: list[tuple[int, bool]] = []  # (stamp ns, measured)
+        t0 = time.monotonic()
+        t_end_warm = t0 + args.warmup
+        t_end = t_end_warm + args.duration
+        k = 0
+        while True:
+            now = time.monotonic()
+            if now >= t_end:
+                break
+            t_next = t0 + k * period
+            if t_next > now:
+                time.sleep(t_next - now)
+            m = msgs[k % len(msgs)]
+            stamp = bench.get_clock().now().to_msg()
+            m.header.stamp = stamp
+            m.header.frame_id = "camera_optical_frame"
+            info.header = m.header
+            bench.pub_info.publish(info)
+            bench.pub_image.publish(m)
+            sent.append((stamp.sec * 10**9 + stamp.nanosec, t_next >= t_end_warm))
+            k += 1
+        time.sleep(max(2.0, 3 * period))  # let the last outputs arrive
+        measured = [s for s, m in sent if m]
+        with lock:
+            lat = np.array([(recv[s] - s) * 1e-6 for s in measured if s in recv])  # ms
+        node_diag = next((diag_values(st) for st in reversed(diags) if st.name.startswith("/depth_defocus_node")), {})
+        n_in = len(measured)
+        node_in = int(node_diag.get("frames_in", -1))
+        res = {
+            "device": device, "size": f"{w}x{h}", "input_hz": args.rate, "duration_s": args.duration,
+            "frames_published": n_in, "frames_out": int(lat.size), "frames_dropped": n_in - int(lat.size),
+            "output_hz": lat.size / args.duration,
+            "latency_ms_mean": float(lat.mean()) if lat.size else None,
+            "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else None,
+            "latency_ms_max": float(lat.max()) if lat.size else None,
+            "node_precision": node_diag.get("precision"), "node_device": node_diag.get("device"),
+            "all_frames_published": len(sent), "all_frames_received_by_node": node_in,
+            "node_qos": "reliable" if args.reliable else "sensor-data (best effort)",
+            "camera_shm_profile": not args.no_camera_profile,
+            "outputs": "all" if args.all_outputs else out_topic,
+        }  # fmt: skip
+        return res
+    finally:
+        harness.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="checkpoint (default: shipped weights, else a stand-in)")
+    p.add_argument("--long-side", type=int, default=512, help="processing long side of the stand-in (px)")
+    p.add_argument("--devices", default=None, help="comma list (default: cpu, and cuda when present)")
+    p.add_argument("--sizes", default="320x240,640x480")
+    p.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds published before measuring")
+    p.add_argument("--all-outputs", action="store_true", help="also subscribe to every other output")
+    p.add_argument("--no-points", action="store_true", help="publish_points=false; latency to depth/image")
+    p.add_argument("--reliable", action="store_true", help="node subscribes with reliable_qos=true")
+    p.add_argument("--no-camera-profile", action="store_true",
+                   help="camera with Fast DDS's default transports (large best-effort frames get lost)")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
+    if not args.no_camera_profile:  # before rclpy creates this process' participant
+        (tmp / "camera_fastdds.xml").write_text(CAMERA_PROFILE)
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(tmp / "camera_fastdds.xml")
+    import torch
+
+    from depth_defocus_ros.estimator import default_model_path
+
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    model = args.model or (str(default_model_path()) if default_model_path().is_file() else None)
+    model_note = model
+    if model is None:
+        model = str(stand_in_checkpoint(tmp / "stand_in.pt", args.long_side))
+        model_note = f"stand-in (random weights, default architecture, long side {args.long_side} px)"
+    print(f"model: {model_note}; logs in {tmp}", flush=True)
+    domain = 1 + (int(os.environ.get("ROS_DOMAIN_ID", "0")) + 53) % 100
+    results = []
+    for dev in devices:
+        for size in sizes:
+            r = run_one(model, dev, size, args, domain, tmp)
+            r["model"] = model_note
+            results.append(r)
+            lat = "n/a" if r["latency_ms_mean"] is None else (
+                f"mean {r['latency_ms_mean']:.0f} / p50 {r['latency_ms_p50']:.0f} / p95 {r['latency_ms_p95']:.0f} / "
+                f"max {r['latency_ms_max']:.0f} ms")  # fmt: skip
+            print(f"{dev:5s} {r['size']:>8s} in {r['input_hz']:.0f} Hz: out {r['output_hz']:5.2f} Hz, dropped "
+                  f"{r['frames_dropped']}/{r['frames_published']}, latency {lat}; node received "
+                  f"{r['all_frames_received_by_node']} of {r['all_frames_published']} frames", flush=True)  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print("\n| device | size | input | output rate | not processed | latency mean | p50 | p95 | max | reached node |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        f = (lambda k, r=r: "n/a" if r[k] is None else f"{r[k]:.0f} ms")
+        print(f"| {r['device']} ({r['node_precision']}) | {r['size']} | {r['input_hz']:.0f} Hz | "
+              f"{r['output_hz']:.2f} Hz | {r['frames_dropped']}/{r['frames_published']} | {f('latency_ms_mean')} | "
+              f"{f('latency_ms_p50')} | {f('latency_ms_p95')} | {f('latency_ms_max')} | "
+              f"{r['all_frames_received_by_node']}/{r['all_frames_published']} |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

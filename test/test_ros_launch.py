@@ -1,0 +1,135 @@
+"""Launch file, parameter file and RViz config, checked against the node's real parameters and topics.
+
+launch / launch_ros / rviz2 are not installable from PyPI, so the launch file is checked by its
+syntax tree: every launch argument that becomes a parameter names a real parameter, every remap
+names a real subscribed topic, the files it points at exist and are installed by setup.py.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+from depth_defocus_ros.ros.params import PARAM_NAMES, PARAMS, config_from_values, load_params_yaml
+from depth_defocus_ros.ros.rviz import resolve_topic, rviz_config_text, rviz_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = ROOT / "launch" / "depth_defocus.launch.py"
+RVIZ = ROOT / "config" / "depth_defocus.rviz"
+INPUTS = {"image", "image/compressed", "camera_info"}
+OUTPUTS = {"depth/image", "depth/camera_info", "defocus/image", "depth/uncertainty", "depth/preview",
+           "defocus/preview", "points"}  # fmt: skip
+
+
+def test_params_yaml_has_every_parameter_at_its_default():
+    raw = yaml.safe_load((ROOT / "config" / "depth_defocus.yaml").read_text())
+    assert list(raw) == ["/**"] and list(raw["/**"]) == ["ros__parameters"]  # wildcard: any node name/namespace
+    values = load_params_yaml(ROOT / "config" / "depth_defocus.yaml")
+    assert sorted(values) == sorted(PARAM_NAMES)
+    for p in PARAMS:
+        assert type(values[p.name]) is type(p.default) and values[p.name] == p.default, p.name
+    config_from_values(values)  # and they are valid together
+    for fixed in ("model_path", "device", "image_transport", "focus_distance_m", "f_number", "focal_length_mm", "fx",
+                  "min_depth_m", "max_depth_m", "publish_points"):  # fmt: skip
+        assert fixed in values  # names fixed by DESIGN.md
+
+
+def test_node_topics_match_design():
+    from depth_defocus_ros.ros import node  # needs rclpy for the message types
+
+    assert set(node.INPUT_TOPICS) == INPUTS
+    assert set(node.OUTPUT_TOPICS) == OUTPUTS
+
+
+def _calls(tree, name):
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name]
+
+
+def _kw(call, name):
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def test_launch_file_arguments_remaps_and_parameters_are_real():
+    src = LAUNCH.read_text()
+    tree = ast.parse(src)
+    compile(src, str(LAUNCH), "exec")
+    funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in funcs
+    imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    for mod, name in (("launch", "LaunchDescription"), ("launch.actions", "DeclareLaunchArgument"),
+                      ("launch.substitutions", "LaunchConfiguration"), ("launch_ros.actions", "Node")):  # fmt: skip
+        assert (mod, name) in imports
+
+    declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
+    assert {"namespace", "image", "camera_info", "params_file", "device", "model_path", "rviz"} <= declared
+    used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
+    used |= set(re.findall(r'arg\("(\w+)"\)', src))
+    assert used <= declared, used - declared  # no typo'd argument names
+
+    consts = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
+    assert set(consts["PARAMETER_ARGUMENTS"]) <= set(PARAM_NAMES) and set(consts["PARAMETER_ARGUMENTS"]) <= declared
+
+    nodes = {ast.literal_eval(_kw(c, "executable")): c for c in _calls(tree, "Node")}
+    assert set(nodes) == {"depth_defocus_node", "rviz2"}
+    dn = nodes["depth_defocus_node"]
+    assert _kw(dn, "package").id == "PACKAGE" and consts["PACKAGE"] == "depth_defocus_ros"
+    assert "depth_defocus_node = depth_defocus_ros.ros.node:main" in (ROOT / "setup.py").read_text()
+    assert getattr(_kw(dn, "remappings"), "id", None) == "remappings"
+    remaps = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "")
+                  == "remappings")  # fmt: skip
+    remap_from = {ast.literal_eval(e.elts[0]) for e in remaps.elts}
+    assert remap_from == INPUTS  # every input topic can be remapped, and only real ones
+    assert _kw(dn, "namespace") is not None and _kw(dn, "parameters") is not None
+
+    rv = nodes["rviz2"]
+    assert ast.literal_eval(_kw(rv, "package")) == "rviz2"
+    args = _kw(rv, "arguments")
+    assert [e.value for e in args.elts if isinstance(e, ast.Constant)] == ["-d", "-f"]
+    assert "depth_defocus.rviz" in src and "depth_defocus.yaml" in src
+
+
+def test_launch_and_config_files_are_installed():
+    setup = (ROOT / "setup.py").read_text()
+    assert 'glob("launch/*.py")' in setup and 'glob("config/*.yaml") + glob("config/*.rviz")' in setup
+    assert LAUNCH.name.endswith(".launch.py") and RVIZ.is_file()
+
+
+def test_rviz_config_shows_camera_depth_defocus_points_in_the_camera_frame():
+    doc = yaml.safe_load(RVIZ.read_text())
+    vm = doc["Visualization Manager"]
+    camera = yaml.safe_load((ROOT / "data" / "samples" / "camera.yaml").read_text())
+    assert vm["Global Options"]["Fixed Frame"] == camera["frame_id"]
+    classes = [d["Class"] for d in vm["Displays"]]
+    assert classes.count("rviz_default_plugins/Image") >= 3 and "rviz_default_plugins/PointCloud2" in classes
+    topics = rviz_topics(doc)
+    assert set(topics.values()) <= {"/image"} | {"/" + t for t in OUTPUTS}
+    assert {"/image", "/points", "/depth/preview", "/defocus/preview"} <= set(topics.values())
+    cloud = next(d for d in vm["Displays"] if d["Class"] == "rviz_default_plugins/PointCloud2")
+    assert cloud["Color Transformer"] == "RGB8" and cloud["Topic"]["Reliability Policy"] == "Reliable"
+
+
+def test_rviz_config_follows_namespace_and_camera_remap():
+    assert resolve_topic("image", "") == "/image" and resolve_topic("depth/image", "/front/") == "/front/depth/image"
+    assert resolve_topic("/abs/img", "front") == "/abs/img"
+    text = rviz_config_text(RVIZ.read_text(), namespace="front", image_topic="/camera/image_raw", fixed_frame="cam")
+    doc = yaml.safe_load(text)
+    topics = rviz_topics(doc)
+    assert topics["Camera image"] == "/camera/image_raw"
+    assert topics["Point cloud"] == "/front/points" and topics["Depth"] == "/front/depth/preview"
+    assert doc["Visualization Manager"]["Global Options"]["Fixed Frame"] == "cam"
+    # relative camera topic: resolved in the node's namespace, like the launch file's remapping
+    assert rviz_topics(yaml.safe_load(rviz_config_text(RVIZ.read_text(), "front", "cam/image")))[
+        "Camera image"] == "/front/cam/image"
+
+
+def test_node_doc_lists_every_parameter_and_topic():
+    doc = (ROOT / "docs" / "ros_node.md").read_text()
+    for heading in ("## Subscribed topics", "## Published topics", "## Parameters"):
+        assert heading in doc
+    params = doc[doc.index("## Parameters"):doc.index("## Behaviour")]
+    for p in PARAMS:
+        assert f"| `{p.name}` |" in params, p.name
+    for t in INPUTS | OUTPUTS:
+        assert f"| `{t}` |" in doc, t
