@@ -1,4 +1,4 @@
-"""``depth-defocus``: predict, train, eval, render (no ROS needed; ``demo`` needs rclpy).
+"""``depth-defocus``: predict, train, eval, render, bag2dataset (no ROS needed; ``demo`` needs rclpy).
 
 Errors the user can fix (bad image, bad lens values, bad checkpoint) print one line
 ``error: ...`` and exit non-zero; no traceback.
@@ -119,6 +119,12 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_bag2dataset(args) -> int:
+    from .bags.convert import run_bag2dataset
+
+    return run_bag2dataset(args)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``error: ...``), not a usage dump; ``-h`` still shows usage."""
 
@@ -178,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--gather-blur", action="store_true")
     rd.add_argument("--photo-folder", default=None)
     rd.set_defaults(func=cmd_render)
+
+    from .bags.convert import add_bag2dataset_args
+
+    bd = sub.add_parser("bag2dataset", help="rosbags (RGB + depth + CameraInfo) -> dataset shards (see DATASET.md)")
+    add_bag2dataset_args(bd)
+    bd.set_defaults(func=cmd_bag2dataset)
 
     try:  # the demo needs rclpy (PyPI ROS 2 wheels or a ROS install); the rest of the CLI does not
         from .ros.demo import add_demo_parser

@@ -8,6 +8,14 @@ A dataset folder holds ``manifest.json`` and shards ``shard_XXXXX.npz``, each wi
 * ``fx``      (N,) float32 focal length in px at this resolution
 * ``layout``  (N,) int64 (optional; synthetic layout id, -1 for real data)
 
+Format version 2 (``depth-defocus bag2dataset``, see DATASET.md) adds, all optional:
+
+* ``depth`` may be (N, H, W) uint16 as recorded (e.g. 16UC1 millimetres, 0 = invalid) with
+  ``depth_scale`` (scalar float64, metres per unit): depth in metres is ``depth * depth_scale``
+* ``aif``      (N, H, W, 3) uint8 all-in-focus sRGB (frames rendered with the ``render`` mode)
+* ``stamp_ns`` (N,) int64 header stamps of the source frames
+* ``meta``     a JSON string: source bag, split, counts of frames planned / written / skipped
+
 The defocus ground truth is not stored: it follows from depth, lens and fx through the optics.
 A shard is written to a temporary name and renamed when complete, so a half-written shard never
 looks complete; the manifest is rewritten (atomically) after every shard, so an interrupted
@@ -25,36 +33,57 @@ import torch
 
 from .optics import Lens, signed_defocus_px
 
-__all__ = ["write_shard", "shard_paths", "ShardDataset", "batch_from_arrays", "FORMAT_VERSION"]
+__all__ = ["write_shard", "shard_paths", "ShardDataset", "batch_from_arrays", "depth_metres", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: float32 depth only; 2: optional uint16 depth + depth_scale, aif, stamp_ns, meta
+SHARD_KEYS = ("image", "depth", "lens", "fx", "layout", "depth_scale")  # what training and eval read
 
 
 def _atomic_write_bytes(path: Path, write_fn) -> None:
     tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
-        write_fn(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            write_fn(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # a failed write (disk full, interrupt) leaves no half file behind; the target is untouched
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 def write_json_atomic(path: Path, obj) -> None:
     _atomic_write_bytes(Path(path), lambda fh: fh.write(json.dumps(obj, indent=2).encode()))
 
 
-def write_shard(path: str | os.PathLike, **arrays) -> None:
-    """Write one shard atomically (``.partial`` then rename)."""
-    _atomic_write_bytes(Path(path), lambda fh: np.savez(fh, **arrays))
+def write_shard(path: str | os.PathLike, compress: bool = False, **arrays) -> None:
+    """Write one shard atomically (``.partial`` then rename); ``compress``: zip-deflate (lossless)."""
+    save = np.savez_compressed if compress else np.savez
+    _atomic_write_bytes(Path(path), lambda fh: save(fh, **arrays))
+
+
+def depth_metres(depth, scale=None) -> np.ndarray:
+    """Stored depth -> float32 metres: integer depth (e.g. 16UC1 mm) times ``depth_scale``."""
+    depth = np.asarray(depth)
+    if depth.dtype.kind in "ui":
+        s = 0.001 if scale is None else float(np.asarray(scale))
+        return (depth.astype(np.float64) * s).astype(np.float32)
+    return depth.astype(np.float32, copy=False)
 
 
 def shard_paths(root: str | os.PathLike, split: str | None = None) -> list[Path]:
     root = Path(root)
     if split:
+        if not (root / "manifest.json").is_file():
+            raise FileNotFoundError(f"{root}: no manifest.json, so no split {split!r} (is it a dataset folder?)")
         manifest = json.loads((root / "manifest.json").read_text())
         names = manifest.get("splits", {}).get(split)
         if names is None:
-            raise ValueError(f"{root}: manifest has no split {split!r}")
+            raise ValueError(f"{root}: manifest has no split {split!r} (it has: {sorted(manifest.get('splits', {}))})")
         return [root / n for n in names]
     return sorted(root.glob("shard_*.npz"))
 
@@ -120,19 +149,23 @@ class ShardDataset(torch.utils.data.IterableDataset):
         rng = np.random.default_rng(self.seed + self.rank)
         epoch = 0
         while True:
+            yielded = False
             if epoch and self.split is None:  # a folder that is still being written grows
                 self.paths = shard_paths(self.root) or self.paths
             mine = self.paths[self.rank :: self.world] or self.paths
             order = rng.permutation(len(mine)) if self.loop else range(len(mine))
             for j in order:
                 with np.load(mine[j]) as z:
-                    arrs = {k: z[k] for k in z.files}
+                    arrs = {k: z[k] for k in z.files if k in SHARD_KEYS}  # skip aif, meta: not needed
+                if "depth_scale" in arrs or arrs["depth"].dtype.kind in "ui":
+                    arrs["depth"] = depth_metres(arrs["depth"], arrs.get("depth_scale"))
                 n = len(arrs["fx"])
                 idx = rng.permutation(n) if self.loop else np.arange(n)
                 for s in range(0, n, self.batch_size):
                     sel = idx[s : s + self.batch_size]
-                    if self.loop and len(sel) < self.batch_size:
-                        continue
+                    if self.loop and len(sel) < self.batch_size and n >= self.batch_size:
+                        continue  # the tail of a reshuffled shard; a shard smaller than a batch is one batch
+                    yielded = True
                     b = batch_from_arrays(arrs["image"][sel], arrs["depth"][sel], arrs["lens"][sel],
                                           arrs["fx"][sel], arrs.get("layout", [None])[sel]
                                           if "layout" in arrs else None)  # fmt: skip
@@ -143,6 +176,8 @@ class ShardDataset(torch.utils.data.IterableDataset):
             epoch += 1
             if not self.loop:
                 return
+            if not yielded:
+                raise RuntimeError(f"{self.root}: the shards of rank {self.rank} hold no samples")
 
 
 def render_shards(out: str | os.PathLike, scenes: int, seed: int, shard_size: int = 100,

@@ -41,6 +41,7 @@ class ModelConfig:
     heads: str = "both"
     n_lens_features: int = 5
     ref_width: int = 256  # px: fx is expressed relative to this width for the field-of-view feature
+    blur_features: bool = True  # re-blur gradient ratios as extra input channels
 
     def __post_init__(self) -> None:
         if self.heads not in HEADS:
@@ -85,6 +86,39 @@ def compose_depth(coc: torch.Tensor, side_logit: torch.Tensor, lens: torch.Tenso
     denom = 1.0 - side * coc / c_inf
     d = d_f / denom.clamp_min(d_f / max_depth_m)
     return d.clamp(max=max_depth_m)
+
+
+REBLUR_SIGMAS = (1.0, 2.0, 4.0)
+
+
+def _gauss_1d(sigma: float) -> torch.Tensor:
+    r = int(math.ceil(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def reblur_features(image: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """(B, 4, H, W) classical blur cues: log local gradient magnitude and, for sigma 1, 2, 4 px,
+    log of the re-blur gradient ratio |grad I| / |grad (I * G_sigma)|. At an edge blurred by a
+    Gaussian of std s the ratio is sqrt(s^2 + sigma^2) / s (Zhuo and Sim), so the ratios measure
+    the blur in pixels; they do not depend on the image's contrast or offset."""
+    gray = image.mean(dim=1, keepdim=True)
+
+    def grad_mag(x):
+        gx = F.pad(x[..., :, 2:] - x[..., :, :-2], (1, 1, 0, 0), mode="replicate") * 0.5
+        gy = F.pad(x[..., 2:, :] - x[..., :-2, :], (0, 0, 1, 1), mode="replicate") * 0.5
+        return torch.sqrt(gx * gx + gy * gy + 1e-12)
+
+    g0 = grad_mag(gray)
+    feats = [torch.log(g0 + eps)]
+    for sigma in REBLUR_SIGMAS:
+        k = _gauss_1d(sigma).to(image)
+        r = k.numel() // 2
+        b = F.conv2d(F.pad(gray, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        b = F.conv2d(F.pad(b, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+        feats.append(torch.log((g0 + eps) / (grad_mag(b) + eps)))
+    return torch.cat(feats, dim=1)
 
 
 def _gn(ch: int) -> nn.GroupNorm:
@@ -175,7 +209,8 @@ class DepthDefocusNet(nn.Module):
         self.config = cfg = config or ModelConfig()
         emb = 64
         self.lens_mlp = nn.Sequential(nn.Linear(cfg.n_lens_features, emb), nn.SiLU(), nn.Linear(emb, emb), nn.SiLU())
-        self.full = nn.Sequential(nn.Conv2d(3 + 1, 16, 3, padding=1, bias=False), _gn(16), nn.SiLU())
+        n_in = 3 + 1 + (1 + len(REBLUR_SIGMAS) if cfg.blur_features else 0)
+        self.full = nn.Sequential(nn.Conv2d(n_in, 16, 3, padding=1, bias=False), _gn(16), nn.SiLU())
         chans = [16] + list(cfg.channels)
         self.stages = nn.ModuleList(
             Stage(chans[i], chans[i + 1], cfg.blocks_per_stage, emb) for i in range(5)
@@ -200,7 +235,8 @@ class DepthDefocusNet(nn.Module):
         c_inf = coc_at_infinity(lens, fx)[:, None, None, None]
         # a constant plane with log CoC-at-infinity lets the first layers compare blur to it
         plane = torch.log(c_inf).expand(b, 1, h, w)
-        x = self.full(torch.cat([image, plane], dim=1))
+        inputs = [image, plane] + ([reblur_features(image)] if self.config.blur_features else [])
+        x = self.full(torch.cat(inputs, dim=1))
         feats = [x]
         for stage in self.stages:
             x = stage(x, e)
@@ -209,8 +245,8 @@ class DepthDefocusNet(nn.Module):
         out = {}
         if self.defocus_dec is not None:
             y = self.defocus_dec(feats, e)
-            # CoC in units of the CoC at infinity -> px; softplus keeps it >= 0
-            out["coc"] = F.softplus(y[:, :1]) * c_inf.clamp(0.5, 64.0)
+            # CoC in px (blur is seen in px); softplus keeps it >= 0
+            out["coc"] = F.softplus(y[:, :1]) * 2.0
             if y.shape[1] > 1:
                 out["side_logit"] = y[:, 1:2]
         if self.depth_dec is not None:

@@ -11,6 +11,14 @@ Run folder (``--out``) holds:
 ``--resume`` continues from ``last.pt`` with the same optimizer state, step and RNG state, and
 re-seeds the data stream by the step, so a long training can run as a series of short runs
 (``--max-minutes``).
+
+Real data: ``--data DIR --split train`` trains on a converted dataset (``depth-defocus
+bag2dataset``, DATASET.md), alone or mixed with ``--data synthetic``; ``--init CKPT`` fine-tunes
+(the architecture and processing resolution follow the checkpoint unless given);
+``--val-data DIR --val-split val`` validates (and picks ``best.pt``) on a dataset split instead of
+synthetic scenes. ``--domain-data DIR`` adds domain adaptation with unlabelled frames
+(:mod:`.domain`): a gradient-reversal domain classifier on the encoder's features, weighted by
+``--domain-weight``.
 """
 
 from __future__ import annotations
@@ -52,16 +60,21 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="mixed precision (fp16 autocast); auto = on for CUDA")  # fmt: skip
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the stream")
-    p.add_argument("--heads", choices=["both", "depth", "defocus"], default="both")
-    p.add_argument("--channels", default="16,24,40,64,96", help="encoder widths, 1/2..1/32")
-    p.add_argument("--decoder-channels", default="64,40,24,16,16")
-    p.add_argument("--blocks", type=int, default=1, help="residual blocks per encoder stage")
+    p.add_argument("--heads", choices=["both", "depth", "defocus"], default=None,
+                   help="default: both, or the --init checkpoint's")  # fmt: skip
+    p.add_argument("--channels", default=None,
+                   help=f"encoder widths, 1/2..1/32 (default {ARCH_DEFAULTS['channels']}, or the --init checkpoint's)")
+    p.add_argument("--decoder-channels", default=None,
+                   help=f"default {ARCH_DEFAULTS['decoder_channels']}, or the --init checkpoint's")
+    p.add_argument("--blocks", type=int, default=None,
+                   help="residual blocks per encoder stage (default 1, or the --init checkpoint's)")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--height", type=int, default=192, help="synthetic render height (px)")
     p.add_argument("--width", type=int, default=256, help="synthetic render width (px)")
-    p.add_argument("--process-long-side", type=int, default=512,
+    p.add_argument("--process-long-side", type=int, default=None,
                    help="processing resolution stored in the checkpoint: predict resizes inputs to this "
-                        "long side (px); scenes are drawn with fx up to 3x the render's, so 2x works")
+                        "long side (px); scenes are drawn with fx up to 3x the render's, so 2x works "
+                        "(default 512, or the --init checkpoint's)")
     p.add_argument("--structured-fraction", type=float, default=0.6)
     p.add_argument("--gather-blur", action="store_true", help="ablation: occlusion-unaware blur")
     p.add_argument("--photo-folder", default=None, help="extra photographs for textures")
@@ -73,6 +86,16 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", default=None, help="train on random HxW crops, e.g. 128x128 (px)")
     p.add_argument("--reuse", type=int, default=1, help="steps per rendered synthetic batch")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long")
+    p.add_argument("--val-data", default=None,
+                   help="validate on this dataset folder (e.g. converted bags) instead of synthetic scenes")
+    p.add_argument("--val-split", default=None, help="split of --val-data (e.g. val)")
+    g = p.add_argument_group("domain adaptation (unlabelled real frames, gradient-reversal domain classifier)")
+    g.add_argument("--domain-data", action="append", default=None,
+                   help="dataset folder of unlabelled target-domain frames (bag2dataset --mode unlabeled, or "
+                        "any dataset: its depth is not used); repeat to pool folders")  # fmt: skip
+    g.add_argument("--domain-split", default=None, help="split of --domain-data to use (e.g. train)")
+    g.add_argument("--domain-weight", type=float, default=0.1, help="weight of the domain loss")
+    g.add_argument("--domain-hidden", type=int, default=64, help="width of the domain classifier")
 
 
 def _dist_info():
@@ -89,6 +112,26 @@ def _args_dict(args) -> dict:
 
 def _ints(s: str) -> list:
     return [int(v) for v in s.split(",")]
+
+
+ARCH_DEFAULTS = {"channels": "16,24,40,64,96", "decoder_channels": "64,40,24,16,16", "blocks": 1, "heads": "both",
+                 "process_long_side": 512}  # fmt: skip
+
+
+def resolve_architecture(args, init: dict | None) -> None:
+    """Fill architecture options left unset: from the --init checkpoint (fine-tuning keeps its
+    network and processing resolution), else the defaults."""
+    from_init = {}
+    if init is not None:
+        cfg = init["model_config"]
+        from_init = {"channels": ",".join(str(c) for c in cfg["channels"]),
+                     "decoder_channels": ",".join(str(c) for c in cfg["decoder_channels"]),
+                     "blocks": cfg.get("blocks_per_stage", 1), "heads": cfg.get("heads", "both"),
+                     "process_long_side": init.get("process_long_side")}  # fmt: skip
+    for k, default in ARCH_DEFAULTS.items():
+        if getattr(args, k, None) is None:
+            v = from_init.get(k)
+            setattr(args, k, default if v is None else v)
 
 
 class Trainer:
@@ -111,6 +154,8 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
+        init = load_checkpoint(args.init) if args.init else None
+        resolve_architecture(args, init)
         self.scene_cfg = SceneConfig(
             height=args.height, width=args.width, structured_fraction=args.structured_fraction,
             occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder,
@@ -120,13 +165,20 @@ class Trainer:
             blocks_per_stage=args.blocks, dropout=args.dropout, heads=args.heads,
         )  # fmt: skip
         self.model = DepthDefocusNet(self.model_cfg).to(self.device)
-        if args.init:
-            init = load_checkpoint(args.init)
+        if init is not None:
             src = build_model(init, args.init)
             missing = self.model.load_state_dict(src.state_dict(), strict=False)
             if self.is_main:
                 print(f"initialised from {args.init} ({len(missing.missing_keys)} new tensors)")
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        self.da = None
+        params = list(self.model.parameters())
+        if getattr(args, "domain_data", None):
+            from .domain import DomainAdaptNet
+
+            self.da = DomainAdaptNet(self.model, hidden=args.domain_hidden).to(self.device)
+            params += list(self.da.disc.parameters())
+        self.params = params
+        self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
         use_amp = args.amp == "on" or (args.amp == "auto" and self.device.type == "cuda")
         self.amp = use_amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -135,10 +187,10 @@ class Trainer:
         self.best = math.inf
         if args.resume and (self.out / "last.pt").is_file():
             self._load_resume(self.out / "last.pt")
-        self.ddp = self.model
+        self.ddp = self.model if self.da is None else self.da
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.ddp, device_ids=ids)
         self.norm_mean = torch.tensor(DEFAULT_NORMALIZATION["mean"], device=self.device).view(1, 3, 1, 1)
         self.norm_std = torch.tensor(DEFAULT_NORMALIZATION["std"], device=self.device).view(1, 3, 1, 1)
 
@@ -158,6 +210,18 @@ class Trainer:
                                   seed=seed, crop=self._crop())
                 its.append(iter(ds))
         return srcs, its
+
+    def _domain_source(self):
+        """Unlabelled target-domain batches (only their images, lens and fx are used)."""
+        seed = self.args.seed + 7919 * self.step + 17
+        a = self.args
+        sets = [ShardDataset(d, a.batch_size, self.rank, self.world, split=a.domain_split, seed=seed + i,
+                             crop=self._crop()) for i, d in enumerate(a.domain_data)]  # fmt: skip
+        its = [iter(s) for s in sets]
+        k = 0
+        while True:
+            yield next(its[k % len(its)])
+            k += 1
 
     def _crop(self):
         if not self.args.crop:
@@ -191,18 +255,46 @@ class Trainer:
         x = (batch["image"] - self.norm_mean) / self.norm_std
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             pred = (model or self.ddp)(x, batch["lens"], batch["fx"])
+        if isinstance(pred, tuple):  # the domain-adaptation wrapper: (prediction, domain logits)
+            pred = pred[0]
         return {k: v.float() for k, v in pred.items()}
 
-    def train_step(self, batch):
+    def forward_domain(self, batch, target):
+        """One forward pass over labelled + unlabelled images (one DDP forward): the prediction
+        for the labelled part and the domain loss (classifier behind a gradient reversal)."""
+        from .domain import domain_loss, grl_lambda, match_batch
+
+        b = batch["image"].shape[0]
+        target = match_batch({k: target[k].to(self.device) for k in ("image", "lens", "fx")},
+                             tuple(batch["image"].shape[-2:]))  # fmt: skip
+        img = torch.cat([batch["image"], target["image"]])
+        x = (img - self.norm_mean) / self.norm_std
+        lam = grl_lambda(self.step, self.args.steps)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            pred, logits = self.ddp(x, torch.cat([batch["lens"], target["lens"]]),
+                                    torch.cat([batch["fx"], target["fx"]]), lam)  # fmt: skip
+        is_target = torch.arange(x.shape[0], device=self.device) >= b
+        dloss, acc = domain_loss(logits, is_target)
+        pred = {k: v[:b].float() for k, v in pred.items()}
+        return pred, dloss, {"domain": float(dloss.detach()), "domain_acc": acc, "grl_lambda": lam}
+
+    def train_step(self, batch, target=None):
         for g in self.opt.param_groups:
             g["lr"] = self._lr()
         self.ddp.train()
-        pred = self.forward(batch)
+        if target is not None:
+            pred, dloss, dterms = self.forward_domain(batch, target)
+        else:
+            pred = self.forward(batch)
         loss, terms = multitask_loss(pred, batch, self.weights, self.model_cfg.heads)
+        if target is not None:
+            terms["task"] = float(loss.detach())
+            terms.update(dterms)
+            loss = loss + self.args.domain_weight * dloss
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.scaler.step(self.opt)
         self.scaler.update()
         terms["loss"] = float(loss.detach())
@@ -210,6 +302,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def _val_batches(self):
+        if not hasattr(self, "_val") and self.args.val_data:
+            ds = ShardDataset(self.args.val_data, 8, split=self.args.val_split, loop=False, augment=False)
+            self._val, n = [], 0
+            for b in ds:
+                self._val.append(b)
+                n += b["image"].shape[0]
+                if n >= self.args.val_scenes:
+                    break
         if not hasattr(self, "_val"):
             cfg = SceneConfig(**{**self.scene_cfg.to_dict(), "occlusion_aware": True})
             gen = SceneGenerator(cfg, seed=987654)
@@ -241,7 +341,7 @@ class Trainer:
             "model_config": self.model_cfg.to_dict(),
             "state_dict": self.model.state_dict(),
             "normalization": DEFAULT_NORMALIZATION,
-            "process_long_side": self.args.process_long_side,
+            "process_long_side": int(self.args.process_long_side),
             "process_multiple": 32,
             "max_depth_m": 100.0,
             "lens_ranges": {"focal_length_mm": list(cfg.f_mm_range), "f_number": list(cfg.n_range),
@@ -256,6 +356,8 @@ class Trainer:
             ck["scaler"] = self.scaler.state_dict()
             ck["rng"] = torch.get_rng_state()
             ck["best"] = self.best
+            if self.da is not None:
+                ck["domain_classifier"] = self.da.disc.state_dict()
         return ck
 
     def _load_resume(self, path):
@@ -264,6 +366,8 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.scaler.load_state_dict(ck["scaler"])
         torch.set_rng_state(ck["rng"])
+        if self.da is not None and "domain_classifier" in ck:
+            self.da.disc.load_state_dict(ck["domain_classifier"])
         self.step = int(ck["step"])
         self.best = float(ck.get("best", math.inf))
         if self.is_main:
@@ -282,6 +386,7 @@ class Trainer:
         if self.is_main:
             (self.out / "args.json").write_text(json.dumps(_args_dict(a), indent=2))
         srcs, its = self._sources()
+        domain = self._domain_source() if self.da is not None else None
         gen = torch.Generator().manual_seed(a.seed + self.step)
         t0 = time.time()
         bar = tqdm(total=a.steps, initial=self.step, desc="train", disable=not self.is_main, unit="step")
@@ -289,7 +394,7 @@ class Trainer:
         running = {}
         while self.step < a.steps:
             batch = self._to_device(self._next_batch(srcs, its, gen))
-            terms = self.train_step(batch)
+            terms = self.train_step(batch, next(domain) if domain is not None else None)
             self.step += 1
             for k, v in terms.items():
                 running[k] = running.get(k, 0.0) + v
