@@ -19,7 +19,7 @@ setup(
         ("share/" + package_name + "/data/samples", glob("data/samples/*")),
     ],
     install_requires=["setuptools", "numpy", "opencv-python-headless", "pyyaml", "tqdm"],
-    extras_require={"train": ["matplotlib", "scikit-image"], "test": ["pytest", "ruff"]},
+    extras_require={"train": ["matplotlib", "scikit-image"], "bags": ["rosbags"], "test": ["pytest", "ruff"]},
     python_requires=">=3.10",
     zip_safe=True,
     maintainer="depth_defocus_ros developers",

@@ -33,10 +33,15 @@ import torch
 
 from .optics import Lens, signed_defocus_px
 
-__all__ = ["write_shard", "shard_paths", "ShardDataset", "batch_from_arrays", "depth_metres", "FORMAT_VERSION"]
+__all__ = ["write_shard", "shard_paths", "ShardDataset", "batch_from_arrays", "depth_metres", "FORMAT_VERSION",
+           "DatasetError"]  # fmt: skip
 
 FORMAT_VERSION = 2  # 1: float32 depth only; 2: optional uint16 depth + depth_scale, aif, stamp_ns, meta
 SHARD_KEYS = ("image", "depth", "lens", "fx", "layout", "depth_scale")  # what training and eval read
+
+
+class DatasetError(ValueError, RuntimeError):
+    """A dataset folder that cannot serve the request (e.g. no such split); one line for the user."""
 
 
 def _atomic_write_bytes(path: Path, write_fn) -> None:
@@ -83,7 +88,8 @@ def shard_paths(root: str | os.PathLike, split: str | None = None) -> list[Path]
         manifest = json.loads((root / "manifest.json").read_text())
         names = manifest.get("splits", {}).get(split)
         if names is None:
-            raise ValueError(f"{root}: manifest has no split {split!r} (it has: {sorted(manifest.get('splits', {}))})")
+            have = sorted(manifest.get("splits", {}))
+            raise DatasetError(f"{root}: manifest has no split {split!r} (it has: {have})")
         return [root / n for n in names]
     return sorted(root.glob("shard_*.npz"))
 

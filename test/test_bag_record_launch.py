@@ -79,7 +79,7 @@ def test_launch_records_mcap_and_writes_lens_file_bag2dataset_reads(tmp_path, mo
     # bag2dataset auto-detects exactly these topics in such a bag
     types_ = {topics[0]: "sensor_msgs/msg/Image", topics[1]: "sensor_msgs/msg/CameraInfo",
               topics[2]: "sensor_msgs/msg/Image", "/tf": "tf2_msgs/msg/TFMessage"}  # fmt: skip
-    assert select_topics(types_, "bag") == tuple(topics[:3])
+    assert select_topics(types_, "bag") == (topics[0], topics[2], topics[1])  # (rgb, depth, camera_info)
     # and reads the lens file written next to the bag
     lens_file = out.with_name(out.name + ".lens.yaml")
     assert yaml.safe_load(lens_file.read_text()) == {"focal_length_mm": 35.0, "f_number": 1.8, "focus_distance_m": 1.2}

@@ -622,10 +622,10 @@ def write_task(scan: dict, shard_names: list, opts: ConvertOptions) -> dict:
             except Exception as exc:
                 res["warnings"].append(f"reading stopped early: {explain_read_error(exc)}")
             flush(force=True)
-    except BagError as exc:
+    except (BagError, OSError) as exc:
         res["error"] = str(exc)
-    except OSError as exc:
-        res["error"] = str(exc)
+    except Exception as exc:  # a bug or a library error must still name the bag, and spare the other bags
+        res["error"] = f"{scan['name']}: unexpected error while writing: {type(exc).__name__}: {exc}"
     return res
 
 
@@ -760,52 +760,60 @@ def _manifest(out: Path, opts: ConvertOptions, scans: list, complete: bool, repo
     }  # fmt: skip
 
 
-def _pool(workers: int, queue, threads: int):
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+class _Runner:
+    """Runs jobs in this process (``workers <= 1``) or in one pool of spawned processes shared by the
+    scan and write phases, feeding the progress bars from the workers' reports."""
 
-    ctx = mp.get_context("spawn")  # no fork of a process that may hold OpenMP / torch threads
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(queue, threads))  # fmt: skip
+    def __init__(self, workers: int):
+        self.workers, self.pool, self.queue = workers, None, None
 
+    def __enter__(self):
+        return self
 
-def _run_all(fn, jobs: list, workers: int, bars: dict) -> list:
-    """Run ``fn(*job)`` for every job, in this process (workers <= 1) or in a process pool, updating
-    the progress bars from the workers' reports. Results in job order."""
-    global _PROGRESS
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        return False
 
-    def update(item):
-        kind, n = item
-        if kind in bars:
-            bars[kind].update(n)
+    def run(self, fn, jobs: list, bars: dict) -> list:
+        """``fn(*job)`` for every job; results in job order."""
+        global _PROGRESS
 
-    if workers <= 1 or len(jobs) <= 1:
-        _PROGRESS = update
-        try:
-            return [fn(*job) for job in jobs]
-        finally:
-            _PROGRESS = None
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, wait
+        def update(item):
+            kind, n = item
+            if kind in bars:
+                bars[kind].update(n)
 
-    queue = mp.get_context("spawn").Queue()
-    with _pool(min(workers, len(jobs)), queue, threads=1) as pool:
-        futs = [pool.submit(fn, *job) for job in jobs]
+        if self.workers <= 1 or len(jobs) <= 1:
+            _PROGRESS = update
+            try:
+                return [fn(*job) for job in jobs]
+            finally:
+                _PROGRESS = None
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        if self.pool is None:
+            ctx = mp.get_context("spawn")  # no fork of a process that may hold OpenMP / torch threads
+            self.queue = ctx.Queue()
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
+                                            initargs=(self.queue, 1))  # fmt: skip
+
+        def drain():
+            while True:
+                try:
+                    update(self.queue.get_nowait())
+                except Exception:  # queue.Empty
+                    return
+
+        futs = [self.pool.submit(fn, *job) for job in jobs]
         pending = set(futs)
         while pending:
             _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            while True:
-                try:
-                    update(queue.get_nowait())
-                except Exception:
-                    break
-        results = [f.result() for f in futs]
-    while True:
-        try:
-            update(queue.get_nowait())
-        except Exception:
-            break
-    return results
+            drain()
+        time.sleep(0.05)  # reports still in the queue's pipe
+        drain()
+        return [f.result() for f in futs]
 
 
 def _write_jobs(scans: list, opts: ConvertOptions, workers: int, out: Path) -> list:
@@ -827,8 +835,6 @@ def _write_jobs(scans: list, opts: ConvertOptions, workers: int, out: Path) -> l
 
 def convert_bags(bags: list, opts: ConvertOptions) -> tuple[int, dict]:
     """Convert ``bags`` into ``opts.out``; returns (exit status, manifest). Prints the report."""
-    from tqdm import tqdm
-
     t0 = time.time()
     if opts.mode not in MODES:
         raise ConvertError(f"unknown --mode {opts.mode!r} (choose from {', '.join(MODES)})")
@@ -851,39 +857,48 @@ def convert_bags(bags: list, opts: ConvertOptions) -> tuple[int, dict]:
         placeholder = [{"index": i, "path": p, "name": Path(p).name, "error": None} for i, p in enumerate(paths)]
         write_json_atomic(out / "manifest.json", _manifest(out, opts, placeholder, complete=False))
         workers = max(0, int(opts.workers))
-        bars = {"scan": tqdm(desc="scan", unit="msg", disable=not opts.progress, file=sys.stderr)}
-        jobs = [(i, p, opts, split_of.get(Path(p).name)) for i, p in enumerate(paths)]
-        scans = _run_all(scan_bag, jobs, workers, bars)
-        bars["scan"].close()
-        t_scan = time.time() - t0
-        write_json_atomic(out / "manifest.json", _manifest(out, opts, scans, complete=False))
-        jobs = _write_jobs(scans, opts, workers, out)
-        n_frames = sum(sum(len(sh["frames"]) for sh in j[0]["shards"]) for j in jobs)
-        bars = {"frames": tqdm(total=n_frames, desc="convert", unit="frame", disable=not opts.progress,
-                               file=sys.stderr)}  # fmt: skip
-        t1 = time.time()
-        results = _run_all(write_task, jobs, workers, bars) if jobs else []
-        bars["frames"].close()
-        t_write = time.time() - t1
-        for r in results:
-            s = scans[r["index"]]
-            s.setdefault("warnings", []).extend(r["warnings"])
-            if r["error"] and not s.get("error"):
-                s["error"] = r["error"]
-        frames_done = sum(r["frames"] for r in results)
-        elapsed = time.time() - t0
-        report = {"seconds": round(elapsed, 2), "scan_seconds": round(t_scan, 2), "write_seconds": round(t_write, 2),
-                  "frames_this_run": frames_done, "workers": workers,
-                  "frames_per_s": round(frames_done / elapsed, 2) if elapsed > 0 else None}  # fmt: skip
-        complete = all(not s.get("error") for s in scans)
-        manifest = _manifest(out, opts, scans, complete=complete, report=report)
-        try:
-            write_json_atomic(out / "manifest.json", manifest)
-        except OSError as exc:
-            print(f"error: cannot write {out / 'manifest.json'}: {exc.strerror}; the shards are intact; free space "
-                  "and re-run the same command", file=sys.stderr)  # fmt: skip
-            return 2, manifest
+        with _Runner(workers) as runner:
+            status, manifest = _convert(out, paths, opts, split_of, runner, workers, t0)
     print(format_report(manifest))
+    return status, manifest
+
+
+def _convert(out: Path, paths: list, opts: ConvertOptions, split_of: dict, runner, workers: int, t0: float):
+    """Scan, plan, write, manifest (the output folder is locked by the caller)."""
+    from tqdm import tqdm
+
+    bars = {"scan": tqdm(desc="scan", unit="msg", disable=not opts.progress, file=sys.stderr)}
+    jobs = [(i, p, opts, split_of.get(Path(p).name)) for i, p in enumerate(paths)]
+    scans = runner.run(scan_bag, jobs, bars)
+    bars["scan"].close()
+    t_scan = time.time() - t0
+    write_json_atomic(out / "manifest.json", _manifest(out, opts, scans, complete=False))
+    jobs = _write_jobs(scans, opts, workers, out)
+    n_frames = sum(sum(len(sh["frames"]) for sh in j[0]["shards"]) for j in jobs)
+    bars = {"frames": tqdm(total=n_frames, desc="convert", unit="frame", disable=not opts.progress,
+                           file=sys.stderr)}  # fmt: skip
+    t1 = time.time()
+    results = runner.run(write_task, jobs, bars) if jobs else []
+    bars["frames"].close()
+    t_write = time.time() - t1
+    for r in results:
+        s = scans[r["index"]]
+        s.setdefault("warnings", []).extend(r["warnings"])
+        if r["error"] and not s.get("error"):
+            s["error"] = r["error"]
+    frames_done = sum(r["frames"] for r in results)
+    elapsed = time.time() - t0
+    report = {"seconds": round(elapsed, 2), "scan_seconds": round(t_scan, 2), "write_seconds": round(t_write, 2),
+              "frames_this_run": frames_done, "workers": workers,
+              "frames_per_s": round(frames_done / elapsed, 2) if elapsed > 0 else None}  # fmt: skip
+    complete = all(not s.get("error") for s in scans)
+    manifest = _manifest(out, opts, scans, complete=complete, report=report)
+    try:
+        write_json_atomic(out / "manifest.json", manifest)
+    except OSError as exc:
+        print(f"error: cannot write {out / 'manifest.json'}: {exc.strerror}; the shards are intact; free space "
+              "and re-run the same command", file=sys.stderr)  # fmt: skip
+        return 2, manifest
     if manifest["samples"] == 0:
         return 2, manifest
     return (0 if complete else 1), manifest
@@ -973,24 +988,29 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
                                                     "optional per-bag entries under 'bags:'")  # fmt: skip
     g.add_argument("--fx", type=_positive("--fx"), help="focal length in px of the RGB images (default: CameraInfo)")
     g = p.add_argument_group("pairing and subsampling")
-    g.add_argument("--max-dt", type=_positive("--max-dt"), default=0.02, help="largest RGB-depth stamp gap (s)")
+    g.add_argument("--max-dt", type=_positive("--max-dt"), default=0.02,
+                   help="largest RGB-depth stamp gap (s, default 0.02)")
     g.add_argument("--every", type=_positive("--every", int), default=1, help="keep every N-th pair")
-    g.add_argument("--min-gap", type=float, default=0.0, help="at least this long (s) between kept frames")
-    g.add_argument("--min-valid", type=float, default=0.05, help="skip frames with less valid depth than this")
+    g.add_argument("--min-gap", type=float, default=0.0, help="at least this long (s) between kept frames (default 0)")
+    g.add_argument("--min-valid", type=float, default=0.05,
+                   help="skip frames with a smaller valid-depth fraction (default 0.05)")
     g.add_argument("--assume-registered", action="store_true",
                    help="accept depth whose frame_id differs from the RGB frame_id")  # fmt: skip
     g.add_argument("--depth-scale", type=_positive("--depth-scale"), help="m per unit of 16-bit depth (0.001)")
     g = p.add_argument_group("splits")
     g.add_argument("--split-by", choices=["time", "bag", "none"], default="time")
-    g.add_argument("--split-ratio", type=_ratios, default=(0.8, 0.1, 0.1), help="TRAIN,VAL,TEST")
-    g.add_argument("--block-s", type=_positive("--block-s"), default=20.0, help="time block length (s)")
-    g.add_argument("--guard-s", type=float, default=1.0, help="frames this close to another split's block are dropped")
+    g.add_argument("--split-ratio", type=_ratios, default=(0.8, 0.1, 0.1), help="TRAIN,VAL,TEST (default 0.8,0.1,0.1)")
+    g.add_argument("--block-s", type=_positive("--block-s"), default=20.0, help="time block length (s, default 20)")
+    g.add_argument("--guard-s", type=float, default=1.0,
+                   help="frames this close (s) to another split's block are dropped (default 1)")
     g.add_argument("--bag-split", action="append", default=[], metavar="BAG=SPLIT",
                    help="with --split-by bag: put BAG (its name) into SPLIT")  # fmt: skip
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("render mode")
-    g.add_argument("--renders", type=_positive("--renders", int), default=1, help="focused images per frame")
-    g.add_argument("--f-number-range", type=_pair("--f-number-range"), default=(1.4, 4.0))
+    g.add_argument("--renders", type=_positive("--renders", int), default=1,
+                   help="focused images per frame (default 1)")
+    g.add_argument("--f-number-range", type=_pair("--f-number-range"), default=(1.4, 4.0),
+                   help="LO,HI (default 1.4,4), unless --f-number")
     g.add_argument("--focus-range", type=_pair("--focus-range"), default=None,
                    help="LO,HI m (default: focus on the depth of a random visible point)")  # fmt: skip
     g.add_argument("--max-coc-frac", type=_positive("--max-coc-frac"), default=0.1,
@@ -998,7 +1018,8 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-aif", dest="keep_aif", action="store_false", help="do not store the all-in-focus images")
     g.add_argument("--device", default="cpu", help="device for rendering (cpu, cuda)")
     g = p.add_argument_group("output")
-    g.add_argument("--shard-size", type=_positive("--shard-size", int), default=32, help="frames per shard")
+    g.add_argument("--shard-size", type=_positive("--shard-size", int), default=32,
+                   help="frames per shard (default 32)")
     g.add_argument("--long-side", type=int, default=0, help="downscale so the long side is at most PX (fx with it)")
     g.add_argument("--no-compress", dest="compress", action="store_false", help="store shards uncompressed")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
