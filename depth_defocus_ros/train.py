@@ -69,6 +69,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=int, default=None,
                    help="residual blocks per encoder stage (default 1, or the --init checkpoint's)")
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--loss-weights", type=_loss_weights, default=None, metavar="TERM=W,...",
+                   help="override loss-term weights, e.g. final=0.5,consistency=0.1 (terms: "
+                        "coc, depth, side, consistency, final; defaults in losses.LossWeights)")  # fmt: skip
     p.add_argument("--height", type=int, default=192, help="synthetic render height (px)")
     p.add_argument("--width", type=int, default=256, help="synthetic render width (px)")
     p.add_argument("--process-long-side", type=int, default=None,
@@ -108,6 +111,24 @@ def _dist_info():
 def _args_dict(args) -> dict:
     """The run's options as plain JSON-able values (drops the CLI's handler function)."""
     return {k: v for k, v in vars(args).items() if not callable(v) and v is not None}
+
+
+def _loss_weights(s: str) -> dict:
+    """``coc=1,final=0.5`` -> {"coc": 1.0, "final": 0.5}; unknown terms are refused."""
+    import argparse
+    from dataclasses import fields
+
+    known = {f.name for f in fields(LossWeights)}
+    out = {}
+    for item in filter(None, s.split(",")):
+        k, _, v = item.partition("=")
+        if k.strip() not in known:
+            raise argparse.ArgumentTypeError(f"unknown loss term {k.strip()!r} (known: {', '.join(sorted(known))})")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"loss weight {item!r} is not TERM=NUMBER") from None
+    return out
 
 
 def _ints(s: str) -> list:
@@ -182,7 +203,7 @@ class Trainer:
         use_amp = args.amp == "on" or (args.amp == "auto" and self.device.type == "cuda")
         self.amp = use_amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.weights = LossWeights()
+        self.weights = LossWeights(**(args.loss_weights or {}))
         self.step = 0
         self.best = math.inf
         if args.resume and (self.out / "last.pt").is_file():

@@ -23,34 +23,12 @@ Arguments (``ros2 launch depth_defocus_ros record.launch.py --show-args``):
 """
 
 import datetime
-from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
-# RealSense (realsense2_camera 4.x, align_depth.enable:=true) topic names; remap for other cameras
-DEFAULT_TOPICS = {
-    "rgb_topic": "/camera/camera/color/image_raw",
-    "info_topic": "/camera/camera/color/camera_info",
-    "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",
-}
-LENS_ARGUMENTS = ("focal_length_mm", "f_number", "focus_distance_m")
-
-
-def lens_file_for(output: str) -> Path:
-    """Where bag2dataset looks for a bag's lens settings next to it."""
-    out = Path(output)
-    return out.with_name(out.name + ".lens.yaml")
-
-
-def record_command(output: str, topics: list, max_bag_duration: str = "0", storage_preset: str = "") -> list:
-    cmd = ["ros2", "bag", "record", "-s", "mcap", "-o", output]
-    if max_bag_duration and float(max_bag_duration) > 0:
-        cmd += ["--max-bag-duration", str(int(float(max_bag_duration)))]
-    if storage_preset:
-        cmd += ["--storage-preset-profile", storage_preset]
-    return cmd + topics
+from depth_defocus_ros.bags.record import DEFAULT_TOPICS, LENS_ARGUMENTS, record_command, record_topics, write_lens_file
 
 
 def launch_setup(context, *args, **kwargs):
@@ -58,16 +36,11 @@ def launch_setup(context, *args, **kwargs):
         return LaunchConfiguration(name).perform(context).strip()
 
     output = arg("output") or datetime.datetime.now().strftime("depth_defocus_%Y%m%d_%H%M%S")
-    rgb = arg("rgb_topic")
-    if arg("compressed_rgb").lower() in ("true", "1", "yes", "on"):
-        rgb = rgb.rstrip("/") + "/compressed"
-    topics = [rgb, arg("info_topic"), arg("depth_topic")] + arg("extra_topics").split()
+    compressed = arg("compressed_rgb").lower() in ("true", "1", "yes", "on")
+    topics = record_topics(arg("rgb_topic"), arg("info_topic"), arg("depth_topic"), arg("extra_topics"), compressed)
     actions = []
-    lens = {name: arg(name) for name in LENS_ARGUMENTS if arg(name)}
-    if lens:
-        path = lens_file_for(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k}: {float(v)}\n" for k, v in lens.items()))
+    path = write_lens_file(output, {name: arg(name) for name in LENS_ARGUMENTS})
+    if path is not None:
         actions.append(LogInfo(msg=f"lens settings written to {path}"))
     else:
         actions.append(LogInfo(msg="no lens settings given: note focal length, f-number and focus distance for "

@@ -70,3 +70,17 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path):
     # and the ranks did train (weights moved away from the common initialisation)
     init = torch.load(tmp_path / "rank0_init.pt", weights_only=True)
     assert any(not torch.equal(init[k], w0[k]) for k in w0)
+
+
+def test_loss_weights_option_parses_and_refuses_unknown_terms():
+    import argparse
+
+    from depth_defocus_ros.losses import LossWeights
+    from depth_defocus_ros.train import _loss_weights
+
+    w = LossWeights(**_loss_weights("final=0.5,consistency=0"))
+    assert (w.final, w.consistency, w.coc) == (0.5, 0.0, 1.0)
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown loss term 'blur'"):
+        _loss_weights("blur=1")
+    with pytest.raises(argparse.ArgumentTypeError, match="not TERM=NUMBER"):
+        _loss_weights("coc=x")
