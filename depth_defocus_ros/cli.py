@@ -7,24 +7,12 @@ Errors the user can fix (bad image, bad lens values, bad checkpoint) print one l
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
+from .argtypes import positive
+
 __all__ = ["main", "build_parser"]
-
-
-def _positive_float(name):
-    def conv(v):
-        try:
-            x = float(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {v!r}") from None
-        if not math.isfinite(x) or x <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive finite number, got {v!r}")
-        return x
-
-    return conv
 
 
 def read_rgb_image(path: Path):
@@ -138,12 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="depth + defocus for images")
     pr.add_argument("images", nargs="+", help="8-bit RGB images")
-    pr.add_argument("--focus-distance", type=_positive_float("focus distance"), required=True, help="m")
-    pr.add_argument("--f-number", type=_positive_float("f-number"), required=True)
-    pr.add_argument("--focal-length-mm", type=_positive_float("focal length"), required=True)
+    pr.add_argument("--focus-distance", type=positive("focus distance"), required=True, help="m")
+    pr.add_argument("--f-number", type=positive("f-number"), required=True)
+    pr.add_argument("--focal-length-mm", type=positive("focal length"), required=True)
     g = pr.add_mutually_exclusive_group(required=True)
-    g.add_argument("--fx", type=_positive_float("fx"), help="focal length in px at the image's resolution")
-    g.add_argument("--sensor-width-mm", type=_positive_float("sensor width"),
+    g.add_argument("--fx", type=positive("fx"), help="focal length in px at the image's resolution")
+    g.add_argument("--sensor-width-mm", type=positive("sensor width"),
                    help="derive fx = focal length / sensor width * image width")  # fmt: skip
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default=None, help="checkpoint (default: shipped weights)")

@@ -1,6 +1,6 @@
 """On-disk sample shards: write atomically, read as a streaming, rank-sharded dataset.
 
-A dataset folder holds ``manifest.json`` and shards ``shard_XXXXX.npz``, each with
+A dataset folder holds ``manifest.json`` and shards ``shard_NNNNN.npz``, each with
 
 * ``image``   (N, H, W, 3) uint8, focused sRGB
 * ``depth``   (N, H, W) float32, z-depth in metres (0 or NaN = invalid), lossless

@@ -1,7 +1,7 @@
 """Render the bundled sample sequence (data/samples): structured synthetic scenes at 640x480 seen
 by one fixed camera (35 mm lens on a full-frame sensor, f/1.8, focused at 1.2 m).
 
-Writes ``frame_XXX.png`` (focused sRGB), ``frame_XXX_depth.png`` (ground-truth depth, uint16 mm)
+Writes ``frame_NNN.png`` (focused sRGB), ``frame_NNN_depth.png`` (ground-truth depth, uint16 mm)
 and ``camera.yaml`` (lens settings and intrinsics). Usage: python scripts/make_samples.py [OUT]
 """
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..argtypes import positive
 from .messages import DEPTH_SCALES, FrameError, camera_info, decode_depth, decode_rgb, header_from_raw
 from .pairing import SPLITS, pair_nearest, seeded_rng, split_counts, subsample, time_block_splits
 from .reader import BagError, bag_custom_data, explain_read_error, open_bag, resolve_bag, select_topics
@@ -956,19 +957,6 @@ def _ratios(v):
     return r
 
 
-def _positive(name, typ=float):
-    def conv(v):
-        try:
-            x = typ(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {v!r}") from None
-        if not (x > 0 and math.isfinite(x)):
-            raise argparse.ArgumentTypeError(f"{name} must be positive, got {v!r}")
-        return x
-
-    return conv
-
-
 def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bags", nargs="+", help="rosbag2 folders (sqlite3 or MCAP), .mcap/.db3 files, ROS 1 .bag files")
     p.add_argument("--out", required=True, help="dataset folder (re-run the same command to continue)")
@@ -981,44 +969,44 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--depth-topic", help="registered to the RGB camera (e.g. aligned_depth_to_color)")
     g.add_argument("--info-topic", help="CameraInfo of the RGB camera (fx = K[0])")
     g = p.add_argument_group("lens (real-defocus, unlabeled: the recording lens; render: the rendered lens)")
-    g.add_argument("--focal-length-mm", type=_positive("--focal-length-mm"))
-    g.add_argument("--f-number", type=_positive("--f-number"))
-    g.add_argument("--focus-distance", dest="focus_distance_m", type=_positive("--focus-distance"), help="m")
+    g.add_argument("--focal-length-mm", type=positive("--focal-length-mm"))
+    g.add_argument("--f-number", type=positive("--f-number"))
+    g.add_argument("--focus-distance", dest="focus_distance_m", type=positive("--focus-distance"), help="m")
     g.add_argument("--lens", dest="lens_file", help="YAML with focal_length_mm, f_number, focus_distance_m and "
                                                     "optional per-bag entries under 'bags:'")  # fmt: skip
-    g.add_argument("--fx", type=_positive("--fx"), help="focal length in px of the RGB images (default: CameraInfo)")
+    g.add_argument("--fx", type=positive("--fx"), help="focal length in px of the RGB images (default: CameraInfo)")
     g = p.add_argument_group("pairing and subsampling")
-    g.add_argument("--max-dt", type=_positive("--max-dt"), default=0.02,
+    g.add_argument("--max-dt", type=positive("--max-dt"), default=0.02,
                    help="largest RGB-depth stamp gap (s, default 0.02)")
-    g.add_argument("--every", type=_positive("--every", int), default=1, help="keep every N-th pair")
+    g.add_argument("--every", type=positive("--every", int), default=1, help="keep every N-th pair")
     g.add_argument("--min-gap", type=float, default=0.0, help="at least this long (s) between kept frames (default 0)")
     g.add_argument("--min-valid", type=float, default=0.05,
                    help="skip frames with a smaller valid-depth fraction (default 0.05)")
     g.add_argument("--assume-registered", action="store_true",
                    help="accept depth whose frame_id differs from the RGB frame_id")  # fmt: skip
-    g.add_argument("--depth-scale", type=_positive("--depth-scale"), help="m per unit of 16-bit depth (0.001)")
+    g.add_argument("--depth-scale", type=positive("--depth-scale"), help="m per unit of 16-bit depth (0.001)")
     g = p.add_argument_group("splits")
     g.add_argument("--split-by", choices=["time", "bag", "none"], default="time")
     g.add_argument("--split-ratio", type=_ratios, default=(0.8, 0.1, 0.1), help="TRAIN,VAL,TEST (default 0.8,0.1,0.1)")
-    g.add_argument("--block-s", type=_positive("--block-s"), default=20.0, help="time block length (s, default 20)")
+    g.add_argument("--block-s", type=positive("--block-s"), default=20.0, help="time block length (s, default 20)")
     g.add_argument("--guard-s", type=float, default=1.0,
                    help="frames this close (s) to another split's block are dropped (default 1)")
     g.add_argument("--bag-split", action="append", default=[], metavar="BAG=SPLIT",
                    help="with --split-by bag: put BAG (its name) into SPLIT")  # fmt: skip
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("render mode")
-    g.add_argument("--renders", type=_positive("--renders", int), default=1,
+    g.add_argument("--renders", type=positive("--renders", int), default=1,
                    help="focused images per frame (default 1)")
     g.add_argument("--f-number-range", type=_pair("--f-number-range"), default=(1.4, 4.0),
                    help="LO,HI (default 1.4,4), unless --f-number")
     g.add_argument("--focus-range", type=_pair("--focus-range"), default=None,
                    help="LO,HI m (default: focus on the depth of a random visible point)")  # fmt: skip
-    g.add_argument("--max-coc-frac", type=_positive("--max-coc-frac"), default=0.1,
+    g.add_argument("--max-coc-frac", type=positive("--max-coc-frac"), default=0.1,
                    help="stop down until the largest CoC is at most this fraction of the width")  # fmt: skip
     g.add_argument("--no-aif", dest="keep_aif", action="store_false", help="do not store the all-in-focus images")
     g.add_argument("--device", default="cpu", help="device for rendering (cpu, cuda)")
     g = p.add_argument_group("output")
-    g.add_argument("--shard-size", type=_positive("--shard-size", int), default=32,
+    g.add_argument("--shard-size", type=positive("--shard-size", int), default=32,
                    help="frames per shard (default 32)")
     g.add_argument("--long-side", type=int, default=0, help="downscale so the long side is at most PX (fx with it)")
     g.add_argument("--no-compress", dest="compress", action="store_false", help="store shards uncompressed")

@@ -1,6 +1,6 @@
 """``depth-defocus demo``: camera player -> depth_defocus_node -> listener, in one process over DDS.
 
-The player publishes the bundled sample sequence (data/samples: frame_XXX.png + camera.yaml) as
+The player publishes the bundled sample sequence (data/samples: frame_NNN.png + camera.yaml) as
 sensor_msgs/Image + CameraInfo at a fixed rate; the node runs as it would on a robot (same class,
 same parameters, latest frame wins); the listener subscribes to the node's outputs and writes
 what came back into ``--out``: ``depth_NNN.png`` and ``defocus_NNN.png`` (colour previews),
@@ -24,23 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..argtypes import positive
+
 __all__ = ["add_demo_parser", "run_demo", "DEMO_NAMESPACE", "load_samples"]
 
 DEMO_NAMESPACE = "/depth_defocus_demo"
 OUTPUTS = ("depth/image", "depth/camera_info", "defocus/image", "depth/preview", "defocus/preview", "points")
-
-
-def _positive(kind):
-    def conv(v):
-        try:
-            x = kind(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {v!r}") from None
-        if not (x > 0 and math.isfinite(x)):
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {v!r}")
-        return x
-
-    return conv
 
 
 def add_demo_parser(subparsers) -> argparse.ArgumentParser:
@@ -51,13 +40,13 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     dm.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     dm.add_argument("--model", default=None, help="checkpoint (default: the shipped weights)")
     dm.add_argument("--device", default="auto", help="auto | cuda | cpu (default: auto)")
-    dm.add_argument("--frames", type=_positive(int), default=4,
+    dm.add_argument("--frames", type=positive("--frames", int), default=4,
                     help="frames to publish; the samples repeat (default: 4, one pass)")  # fmt: skip
-    dm.add_argument("--rate", type=_positive(float), default=None,
+    dm.add_argument("--rate", type=positive("--rate"), default=None,
                     help="publishing rate in Hz (default: rate_hz of the samples' camera.yaml)")  # fmt: skip
     dm.add_argument("--samples", default=None, help="folder with frame_NNN.png and camera.yaml (default: bundled)")
     dm.add_argument("--uncertainty", action="store_true", help="also compute depth/uncertainty (slower)")
-    dm.add_argument("--timeout", type=_positive(float), default=300.0, help="give up after this many seconds")
+    dm.add_argument("--timeout", type=positive("--timeout"), default=300.0, help="give up after this many seconds")
     dm.set_defaults(func=run_demo)
     return dm
 
