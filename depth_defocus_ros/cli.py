@@ -98,11 +98,9 @@ def cmd_eval(args) -> int:
 
 def cmd_render(args) -> int:
     from .data import render_shards
-    from .scenes import SceneConfig
+    from .scenes import scene_config_from_args
 
-    cfg = SceneConfig(height=args.height, width=args.width, structured_fraction=args.structured_fraction,
-                      occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder)  # fmt: skip
-    render_shards(args.out, args.scenes, args.seed, args.shard_size, cfg)
+    render_shards(args.out, args.scenes, args.seed, args.shard_size, scene_config_from_args(args))
     print(f"wrote {args.scenes} scenes to {args.out}")
     return 0
 
@@ -166,11 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--scenes", type=int, default=1000)
     rd.add_argument("--seed", type=int, default=0)
     rd.add_argument("--shard-size", type=int, default=100)
-    rd.add_argument("--height", type=int, default=192)
-    rd.add_argument("--width", type=int, default=256)
-    rd.add_argument("--structured-fraction", type=float, default=0.6)
-    rd.add_argument("--gather-blur", action="store_true")
-    rd.add_argument("--photo-folder", default=None)
+    from .scenes import add_scene_args
+
+    add_scene_args(rd)
     rd.set_defaults(func=cmd_render)
 
     from .bags.convert import add_bag2dataset_args

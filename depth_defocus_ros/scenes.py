@@ -28,6 +28,7 @@ A batch is a dict (all tensors batched on dim 0):
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import asdict, dataclass
 
@@ -35,11 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .optics import Lens, signed_defocus_px
+from .optics import Lens, coc_at_infinity_px, signed_defocus_px
 from .render import linear_to_srgb, render_defocus, render_defocus_gather, srgb_to_linear
 from .textures import TextureBank
 
-__all__ = ["SceneConfig", "SceneGenerator", "SceneStream", "LAYOUTS"]
+__all__ = ["SceneConfig", "SceneGenerator", "SceneStream", "LAYOUTS", "add_scene_args", "scene_config_from_args"]
 
 LAYOUTS = ("layers", "structured")
 # sensor widths (mm): 1/2.3", 1/1.7", 1", 4/3, APS-C, full frame
@@ -66,6 +67,12 @@ class SceneConfig:
     focus_range_m: tuple = (0.3, 10.0)
     max_crop_factor: float = 3.0  # fx as for a photo up to this many times wider than the render
     wide_aperture_fraction: float = 0.5  # share of f-numbers drawn from [N_min, 2 N_min]
+    # share of scenes whose lens is redrawn until the CoC at infinity is at least
+    # ``visible_blur_min_px`` (px at the render width): scenes where defocus tells depth
+    visible_blur_fraction: float = 0.0
+    visible_blur_min_px: float = 2.0
+    noise_shot_range: tuple = (1e-4, 1e-2)  # Poisson gain, linear intensity units
+    noise_read_range: tuple = (1e-6, 1e-4)  # Gaussian read-noise variance, linear units
     texture_size: int = 256
     texture_refresh: int = 32  # scenes between texture pool refreshes
     fixed_fx: float | None = None  # px: a fixed camera instead of random sensors and lenses
@@ -73,6 +80,43 @@ class SceneConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _range(text: str) -> tuple:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, got {text!r}")
+    return (lo, hi)
+
+
+def add_scene_args(p: argparse.ArgumentParser) -> None:
+    """The synthetic-scene options shared by ``render`` and ``train`` (defaults: SceneConfig's)."""
+    d = SceneConfig()
+    p.add_argument("--height", type=int, default=d.height, help="synthetic render height (px)")
+    p.add_argument("--width", type=int, default=d.width, help="synthetic render width (px)")
+    p.add_argument("--structured-fraction", type=float, default=d.structured_fraction)
+    p.add_argument("--gather-blur", action="store_true", help="ablation: occlusion-unaware blur")
+    p.add_argument("--photo-folder", default=None, help="extra photographs for textures")
+    p.add_argument("--visible-blur-fraction", type=float, default=d.visible_blur_fraction,
+                   help="share of scenes whose lens gives a CoC at infinity of at least "
+                        "--visible-blur-min-px (px at the render width)")  # fmt: skip
+    p.add_argument("--visible-blur-min-px", type=float, default=d.visible_blur_min_px)
+    p.add_argument("--noise-shot-range", type=_range, default=d.noise_shot_range, metavar="LO,HI",
+                   help="Poisson noise gain range (linear intensity), drawn log-uniform")
+    p.add_argument("--noise-read-range", type=_range, default=d.noise_read_range, metavar="LO,HI",
+                   help="Gaussian read-noise variance range (linear intensity), drawn log-uniform")
+
+
+def scene_config_from_args(args) -> SceneConfig:
+    return SceneConfig(
+        height=args.height, width=args.width, structured_fraction=args.structured_fraction,
+        occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder,
+        visible_blur_fraction=args.visible_blur_fraction, visible_blur_min_px=args.visible_blur_min_px,
+        noise_shot_range=tuple(args.noise_shot_range), noise_read_range=tuple(args.noise_read_range),
+    )  # fmt: skip
 
 
 class _Rand:
@@ -384,13 +428,25 @@ class SceneGenerator:
         cap = cfg.max_coc_fraction * cfg.width
         if cfg.fixed_lens:
             lens = Lens(*cfg.fixed_lens)
+        # (no draw at all when the share is 0: the held-out sets' random stream stays unchanged)
+        visible = cfg.visible_blur_fraction > 0 and r.u() < cfg.visible_blur_fraction
         # geometry (and fx) stay; redraw f-number and focus while the blur is beyond a real photo's
-        for _ in range(0 if cfg.fixed_lens else 10):
+        # (and, for a visible-blur scene, while the CoC at infinity is below the minimum)
+        best = None
+        for _ in range(0 if cfg.fixed_lens else (30 if visible else 10)):
             n = self._f_number()
             lens = Lens(f_m, n, self._focus(depth, subjects, f_m, n, sensor))
             if float(signed_defocus_px(depth, lens, fx).abs().max()) <= cap:
-                break
-        if not cfg.fixed_lens and float(signed_defocus_px(depth, lens, fx).abs().max()) > cap:
+                if not visible:
+                    break
+                c_inf = float(coc_at_infinity_px(lens, fx))
+                if best is None or c_inf > best[0]:
+                    best = (c_inf, lens)
+                if c_inf >= cfg.visible_blur_min_px:
+                    break
+        if best is not None:
+            lens = best[1]
+        elif not cfg.fixed_lens and float(signed_defocus_px(depth, lens, fx).abs().max()) > cap:
             # stopped down and focused far: the least blur this lens can give
             lens = Lens(f_m, cfg.n_range[1], cfg.focus_range_m[1])
         exposure = r.logu(0.6, 1.6)
@@ -401,7 +457,7 @@ class SceneGenerator:
         """Sensor noise (Poisson-Gaussian, linear), 8-bit quantisation, optional JPEG. sRGB out."""
         r, cfg = self.r, self.cfg
         if cfg.noise:
-            shot, read = r.logu(1e-4, 1e-2), r.logu(1e-6, 1e-4)
+            shot, read = r.logu(*cfg.noise_shot_range), r.logu(*cfg.noise_read_range)
             noise = torch.randn(lin.shape, generator=self.gen)
             lin = lin + torch.sqrt(lin.clamp_min(0) * shot + read) * noise
         srgb = (linear_to_srgb(lin) * 255.0).round().clamp(0, 255)

@@ -38,7 +38,7 @@ from .data import ShardDataset
 from .losses import LossWeights, multitask_loss
 from .metrics import MetricAccumulator
 from .model import DepthDefocusNet, ModelConfig
-from .scenes import SceneConfig, SceneGenerator, SceneStream
+from .scenes import SceneConfig, SceneGenerator, SceneStream, add_scene_args, scene_config_from_args
 
 __all__ = ["add_train_args", "run_training", "Trainer"]
 
@@ -72,15 +72,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-weights", type=_loss_weights, default=None, metavar="TERM=W,...",
                    help="override loss-term weights, e.g. final=0.5,consistency=0.1 (terms: "
                         "coc, depth, side, consistency, final; defaults in losses.LossWeights)")  # fmt: skip
-    p.add_argument("--height", type=int, default=192, help="synthetic render height (px)")
-    p.add_argument("--width", type=int, default=256, help="synthetic render width (px)")
+    add_scene_args(p)
     p.add_argument("--process-long-side", type=int, default=None,
                    help="processing resolution stored in the checkpoint: predict resizes inputs to this "
                         "long side (px); scenes are drawn with fx up to 3x the render's, so 2x works "
                         "(default 512, or the --init checkpoint's)")
-    p.add_argument("--structured-fraction", type=float, default=0.6)
-    p.add_argument("--gather-blur", action="store_true", help="ablation: occlusion-unaware blur")
-    p.add_argument("--photo-folder", default=None, help="extra photographs for textures")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tune)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--val-every", type=int, default=500)
@@ -177,10 +173,7 @@ class Trainer:
         torch.manual_seed(args.seed)
         init = load_checkpoint(args.init) if args.init else None
         resolve_architecture(args, init)
-        self.scene_cfg = SceneConfig(
-            height=args.height, width=args.width, structured_fraction=args.structured_fraction,
-            occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder,
-        )  # fmt: skip
+        self.scene_cfg = scene_config_from_args(args)
         self.model_cfg = ModelConfig(
             channels=_ints(args.channels), decoder_channels=_ints(args.decoder_channels),
             blocks_per_stage=args.blocks, dropout=args.dropout, heads=args.heads,

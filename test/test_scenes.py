@@ -60,3 +60,29 @@ def test_fixed_camera_is_honoured():
     b = SceneGenerator(cfg, seed=1).batch(2)
     assert torch.allclose(b["fx"], torch.tensor(55.0))
     assert torch.allclose(b["lens"], torch.tensor([0.035, 1.8, 1.2]).expand(2, 3))
+
+
+def test_visible_blur_share_raises_the_coc_at_infinity():
+    """With every scene drawn for visible blur, the CoC at infinity (px at the render width) is at
+    least the minimum wherever the camera can reach it, and far above the default draw's."""
+    from depth_defocus_ros.model import coc_at_infinity
+
+    base = SceneConfig(height=48, width=64, texture_size=64)
+    vis = SceneConfig(height=48, width=64, texture_size=64, visible_blur_fraction=1.0, visible_blur_min_px=1.0)
+    c0 = coc_at_infinity(*(lambda b: (b["lens"], b["fx"]))(SceneGenerator(base, seed=2).batch(24)))
+    c1 = coc_at_infinity(*(lambda b: (b["lens"], b["fx"]))(SceneGenerator(vis, seed=2).batch(24)))
+    assert float((c1 >= 1.0).float().mean()) >= 0.75
+    assert float((c1 >= 1.0).float().mean()) > float((c0 >= 1.0).float().mean())
+    assert float(c1.median()) > 1.5 * float(c0.median())
+
+
+def test_noise_range_sets_the_sensor_noise():
+    """Same scenes, ten times lower noise variance range: the residual against the noise-free
+    render shrinks accordingly (flat regions show the noise: std ratio about sqrt(10))."""
+    kw = dict(height=48, width=64, texture_size=64, jpeg_prob=0.0)
+    clean = SceneGenerator(SceneConfig(noise=False, **kw), seed=4).batch(2)["image"]
+    hi = SceneGenerator(SceneConfig(noise_shot_range=(1e-2, 1e-2), noise_read_range=(1e-4, 1e-4), **kw), seed=4)
+    lo = SceneGenerator(SceneConfig(noise_shot_range=(1e-3, 1e-3), noise_read_range=(1e-5, 1e-5), **kw), seed=4)
+    e_hi = float((hi.batch(2)["image"] - clean).std())
+    e_lo = float((lo.batch(2)["image"] - clean).std())
+    assert 2.0 < e_hi / e_lo < 4.5
