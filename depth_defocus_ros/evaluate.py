@@ -78,7 +78,8 @@ def evaluate_model(model, ckpt: dict, data_root, device="cpu", split=None, batch
         x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
         pred = model(x, b["lens"], b["fx"], max_depth)
         pd, pc = pred["depth"][..., :h, :w], pred["coc"][..., :h, :w]
-        acc.update(pd, pc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"])
+        sp = torch.sigmoid(pred["side_logit"][..., :h, :w]) if "side_logit" in pred else None
+        acc.update(pd, pc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"], side_prob=sp)
         n += x.shape[0]
     res = acc.result()
     res["images"] = n
@@ -110,6 +111,11 @@ def format_report(name: str, res: dict) -> str:
     lines += [row(k, v) for k, v in res["by_coc"].items()]
     lines.append("-- by true depth")
     lines += [row(k, v) for k, v in res["by_depth"].items()]
+    if "side_by_confidence" in res:
+        lines.append("-- side accuracy (CoC>=1px) by the model's side confidence max(p, 1-p)")
+        for k, v in res["side_by_confidence"].items():
+            acc = f"{v['side_acc']:.3f}" if v["side_acc"] is not None else "-"
+            lines.append(f"{k:12s} share {v['share']:5.3f}  side {acc}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,9 @@ right. The predicted side is read off the predicted depth (``depth > d_f``), so 
 at the focus distance where the truth is clearly off it counts as wrong (within 1 % of d_f is
 "at the focus plane", which is never right where the true CoC is >= 1 px).
 Breakdowns: by depth range, by true CoC bin, and depth metrics split by the true side.
+Side reliability (when the model's side probability is given): side accuracy and share of pixels
+per bin of the model's confidence ``max(p, 1 - p)``; a model whose uncertain pixels are the wrong
+ones has low accuracy in the low-confidence bins and high accuracy in the confident ones.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import math
 
 import torch
 
-__all__ = ["MetricAccumulator", "DEPTH_BINS_M", "COC_BINS_PX"]
+__all__ = ["MetricAccumulator", "DEPTH_BINS_M", "COC_BINS_PX", "SIDE_CONFIDENCE_BINS"]
 
 DEPTH_BINS_M = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, math.inf)
 COC_BINS_PX = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
+SIDE_CONFIDENCE_BINS = (0.5, 0.6, 0.75, 0.9, 1.0)
 _SUMS = ("n", "abs_rel", "sq_rel", "sq", "sq_log", "d1", "d2", "d3", "coc_abs", "coc_sq")
 
 
@@ -84,10 +88,13 @@ class MetricAccumulator:
         self.by_depth = {b: _Sums() for b in zip(DEPTH_BINS_M[:-1], DEPTH_BINS_M[1:])}
         self.by_coc = {b: _Sums() for b in zip(COC_BINS_PX[:-1], COC_BINS_PX[1:])}
         self.by_side = {"front": _Sums(), "behind": _Sums()}
+        n_conf = len(SIDE_CONFIDENCE_BINS) - 1
+        self.conf_n, self.conf_ok = [0.0] * n_conf, [0.0] * n_conf
 
     @torch.no_grad()
-    def update(self, pred_depth, pred_coc, gt_depth, gt_coc, focus_m, valid) -> None:
-        """All maps (B, 1, H, W) at the same resolution; focus_m (B,) in metres."""
+    def update(self, pred_depth, pred_coc, gt_depth, gt_coc, focus_m, valid, side_prob=None) -> None:
+        """All maps (B, 1, H, W) at the same resolution; focus_m (B,) in metres; side_prob: the
+        model's probability that a pixel is behind the focus plane (optional, for reliability)."""
         valid = valid & (gt_depth > self.min_depth) & (gt_depth <= self.max_depth)
         valid = valid & torch.isfinite(pred_depth) & torch.isfinite(pred_coc)
         d_f = focus_m.view(-1, 1, 1, 1).to(gt_depth)
@@ -113,6 +120,14 @@ class MetricAccumulator:
         self.by_side["front"].add(*args, valid & ~gt_behind)
         self.by_side["behind"].add_side(ok, side_mask & gt_behind)
         self.by_side["front"].add_side(ok, side_mask & ~gt_behind)
+        if side_prob is not None:
+            conf = torch.maximum(side_prob, 1 - side_prob)
+            edges = SIDE_CONFIDENCE_BINS
+            for k in range(len(edges) - 1):
+                top = conf <= edges[k + 1] if k == len(edges) - 2 else conf < edges[k + 1]
+                m = side_mask & (conf >= edges[k]) & top
+                self.conf_n[k] += float(m.sum())
+                self.conf_ok[k] += float((ok & m).sum())
 
     def result(self) -> dict:
         return {
@@ -121,4 +136,12 @@ class MetricAccumulator:
             "by_depth": {_bin_name(lo, hi, "m"): a.result() for (lo, hi), a in self.by_depth.items()},
             "by_coc": {_bin_name(lo, hi, "px"): a.result() for (lo, hi), a in self.by_coc.items()},
             "by_side": {k: a.result() for k, a in self.by_side.items()},
+            **({"side_by_confidence": self._reliability()} if sum(self.conf_n) else {}),
+        }
+
+    def _reliability(self) -> dict:
+        total, e = sum(self.conf_n), SIDE_CONFIDENCE_BINS
+        return {
+            f"{e[k]:g}-{e[k + 1]:g}": {"share": n / total, "side_acc": (ok / n) if n else None}
+            for k, (n, ok) in enumerate(zip(self.conf_n, self.conf_ok))
         }

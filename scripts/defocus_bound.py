@@ -59,9 +59,9 @@ def main(argv=None) -> int:
         root = ensure_heldout(name, args.cache)
         for s in (float(v) for v in args.sigmas.split(",")):
             r = bound(root, s)
-            o, sd = r["overall"], r["by_side"]
+            o, front, behind = r["overall"], r["by_side"]["front"], r["by_side"]["behind"]
             print(f"{name:<11} {s:>8.2f} {o['coc_mae']:>8.3f} {o['abs_rel']:>7.3f} {o['delta1']:>7.3f}"
-                  f" {o['rmse_log']:>8.3f} {sd['front']['abs_rel']:>12.3f} {sd['behind']['abs_rel']:>13.3f}")  # fmt: skip
+                  f" {o['rmse_log']:>8.3f} {front['abs_rel']:>12.3f} {behind['abs_rel']:>13.3f}")  # fmt: skip
         print(f"{name:<11} median CoC at infinity {r['median_coc_at_infinity_px']:.2f} px")
     return 0
 

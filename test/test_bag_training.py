@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from depth_defocus_ros.bags.synth import scene_frames, write_synthetic_bag
 from depth_defocus_ros.checkpoint import load_checkpoint
@@ -45,3 +46,5 @@ def test_bags_to_dataset_to_finetune_to_eval(tmp_path, capsys):
             tmp_path / "eval.json", "--device", "cpu")  # fmt: skip
     res = json.loads((tmp_path / "eval.json").read_text())["sets"][str(ds)]
     assert res["images"] == man["split_samples"]["test"] and "side_acc" in res["overall"] and "AbsRel" in r.out
+    shares = [v["share"] for v in res["side_by_confidence"].values()]  # the side's reliability table
+    assert sum(shares) == pytest.approx(1.0) and "by the model's side confidence" in r.out

@@ -35,3 +35,20 @@ def test_hand_computed_errors_and_side():
     r = acc.result()
     assert r["by_side"]["behind"]["side_acc"] == 0.0 and r["by_side"]["front"]["side_acc"] == 1.0
     assert r["by_coc"]["2-4px"]["pixels"] == 2
+
+
+def test_side_accuracy_by_model_confidence():
+    """Four blurred pixels, focus at 2 m: two confident and right, one unsure and wrong, one
+    confident and wrong; the reliability table bins them by max(p, 1 - p)."""
+    acc = MetricAccumulator()
+    gt = _maps([1.0, 4.0, 4.0, 1.0])
+    pred = _maps([1.0, 4.0, 1.0, 4.0])  # last two on the wrong side
+    p_behind = _maps([0.05, 0.97, 0.45, 0.8])  # confidences 0.95, 0.97, 0.55, 0.8
+    coc = _maps([3.0, 3.0, 3.0, 3.0])
+    acc.update(pred, coc, gt, coc, torch.tensor([2.0]), torch.ones_like(gt, dtype=torch.bool), side_prob=p_behind)
+    rel = acc.result()["side_by_confidence"]
+    assert rel["0.5-0.6"] == {"share": 0.25, "side_acc": 0.0}
+    assert rel["0.6-0.75"] == {"share": 0.0, "side_acc": None}
+    assert rel["0.75-0.9"] == {"share": 0.25, "side_acc": 0.0}
+    assert rel["0.9-1"] == {"share": 0.5, "side_acc": 1.0}
+    assert "side_by_confidence" not in MetricAccumulator().result()
