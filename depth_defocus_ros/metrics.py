@@ -121,13 +121,14 @@ class MetricAccumulator:
         self.by_side["behind"].add_side(ok, side_mask & gt_behind)
         self.by_side["front"].add_side(ok, side_mask & ~gt_behind)
         if side_prob is not None:
-            conf = torch.maximum(side_prob, 1 - side_prob)
-            edges = SIDE_CONFIDENCE_BINS
-            for k in range(len(edges) - 1):
-                top = conf <= edges[k + 1] if k == len(edges) - 2 else conf < edges[k + 1]
-                m = side_mask & (conf >= edges[k]) & top
-                self.conf_n[k] += float(m.sum())
-                self.conf_ok[k] += float((ok & m).sum())
+            conf = torch.maximum(side_prob, 1 - side_prob)[side_mask]
+            inner = torch.tensor(SIDE_CONFIDENCE_BINS[1:-1], device=conf.device, dtype=conf.dtype)
+            k = torch.bucketize(conf, inner, right=True)  # bins [lo, hi); the last one holds 1.0
+            n_bins = len(self.conf_n)
+            n = torch.bincount(k, minlength=n_bins).tolist()
+            right = torch.bincount(k[ok[side_mask]], minlength=n_bins).tolist()
+            self.conf_n = [a + b for a, b in zip(self.conf_n, n)]
+            self.conf_ok = [a + b for a, b in zip(self.conf_ok, right)]
 
     def result(self) -> dict:
         return {

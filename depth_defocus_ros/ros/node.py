@@ -167,7 +167,9 @@ class DepthDefocusNode(Node):
         self._busy = False
         self._info_lock = threading.Lock()
         self._info: tuple | None = None  # (CameraInfo, Intrinsics): the latest valid CameraInfo
-        self._matched: tuple | None = None  # the last CameraInfo that matched a frame
+        # the latest valid CameraInfo per (width, height, frame_id): CameraInfo and Image arrive on
+        # two topics in either order, so a frame is matched by its size and frame, not by arrival
+        self._info_by_key: dict = {}
         self._mismatch_counted = None
         self._fallback_warned = False
         self._intr_source = "none yet"
@@ -215,7 +217,11 @@ class DepthDefocusNode(Node):
             self._bad_input(exc.kind, f"{exc} on {self._info_sub.topic_name}: ignored")
             return
         with self._info_lock:
-            self._info = (msg, intr)
+            key = (msg.width, msg.height, msg.header.frame_id)
+            self._info_by_key.pop(key, None)  # re-insert: the dict's order is the arrival order
+            self._info = self._info_by_key[key] = (msg, intr)
+            while len(self._info_by_key) > 8:  # a few camera modes; forget the oldest
+                self._info_by_key.pop(next(iter(self._info_by_key)))
 
     def _validate_parameters(self, params) -> SetParametersResult:
         values = {name: self.get_parameter(name).value for name in PARAM_NAMES}
@@ -327,28 +333,23 @@ class DepthDefocusNode(Node):
                        f"(taken as the new frame after {FRAME_ID_RELOCK} frames in a row)")  # fmt: skip
 
     def _intrinsics(self, w: int, h: int, frame_id: str, cfg: NodeConfig):
-        """(Intrinsics, CameraInfo or None) for a w x h frame: the latest CameraInfo when it matches
-        the frame's size and frame_id, else the last one that did, else the fx parameter."""
-
-        def matches(info):
-            fid = info.header.frame_id
-            return info.width == w and info.height == h and (not fid or not frame_id or fid == frame_id)
-
+        """(Intrinsics, CameraInfo or None) for a w x h frame: the latest CameraInfo received for
+        this size and frame_id (a CameraInfo without frame_id fits any frame), else the fx
+        parameter. A latest CameraInfo that fits no frame is counted as ``camera_info_mismatch``."""
         with self._info_lock:
             latest = self._info
-        if latest is not None:
-            if matches(latest[0]):
-                self._matched, self._fallback_warned, self._intr_source = latest, False, "CameraInfo"
-                return latest[1], latest[0]
-            if self._mismatch_counted is not latest[0]:
-                self._mismatch_counted = latest[0]
-                m = latest[0]
-                self._bad_input("camera_info_mismatch", f"CameraInfo ({m.width}x{m.height}, frame "
-                                f"'{m.header.frame_id}') does not match the image ({w}x{h}, frame '{frame_id}'): "
-                                "ignored")  # fmt: skip
-        if self._matched is not None and matches(self._matched[0]):
-            self._intr_source = "last matching CameraInfo"
-            return self._matched[1], self._matched[0]
+            found = self._info_by_key.get((w, h, frame_id)) or self._info_by_key.get((w, h, ""))
+            if found is None and not frame_id:
+                found = next((v for (kw, kh, _), v in reversed(self._info_by_key.items()) if (kw, kh) == (w, h)), None)
+        if latest is not None and found is not latest and self._mismatch_counted is not latest[0]:
+            self._mismatch_counted = latest[0]
+            m = latest[0]
+            self._bad_input("camera_info_mismatch", f"CameraInfo ({m.width}x{m.height}, frame "
+                            f"'{m.header.frame_id}') does not match the image ({w}x{h}, frame '{frame_id}'): "
+                            "ignored")  # fmt: skip
+        if found is not None:
+            self._fallback_warned, self._intr_source = False, "CameraInfo"
+            return found[1], found[0]
         if not self._fallback_warned:
             self._fallback_warned = True
             self.get_logger().warning(
