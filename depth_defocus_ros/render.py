@@ -19,14 +19,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .optics import Lens, signed_defocus_px
-
 __all__ = [
     "srgb_to_linear",
     "linear_to_srgb",
     "disc_kernel",
     "render_defocus",
-    "render_focused_srgb",
+    "sensor_degrade",
 ]
 
 
@@ -169,9 +167,30 @@ def render_defocus_gather(
     return out[:, :ch] / out[:, ch:].clamp_min(1e-6)
 
 
-def render_focused_srgb(
-    image_srgb: torch.Tensor, depth_m: torch.Tensor, lens: Lens, fx: float, **kw
-) -> torch.Tensor:
-    """Convenience: sRGB all-in-focus (B,3,H,W) in [0,1] + depth (m) -> focused sRGB in [0,1]."""
-    s = signed_defocus_px(depth_m, lens, fx)
-    return linear_to_srgb(render_defocus(srgb_to_linear(image_srgb), s, **kw))
+def sensor_degrade(lin: torch.Tensor, gen: torch.Generator, shot: float, read: float,
+                   jpeg_quality: int | None = None) -> torch.Tensor:
+    """What a camera adds after the optics: Poisson-Gaussian noise in linear light (variance
+    ``shot * I + read``, intensities in [0, 1]), 8-bit sRGB quantisation and optional JPEG.
+
+    Args:
+        lin: (3, H, W) linear-light image in [0, 1] (CPU).
+        gen: the random generator (noise is reproducible from its seed).
+        shot: Poisson gain; read: Gaussian read-noise variance (both 0 for no noise).
+        jpeg_quality: JPEG quality 1-100, or None for none.
+    Returns:
+        (3, H, W) float32 sRGB in [0, 1], on the 8-bit grid.
+    """
+    if shot > 0 or read > 0:
+        noise = torch.randn(lin.shape, generator=gen)
+        lin = lin + torch.sqrt(lin.clamp_min(0) * shot + read) * noise
+    srgb = (linear_to_srgb(lin) * 255.0).round().clamp(0, 255)
+    if jpeg_quality is not None:
+        import cv2
+        import numpy as np
+
+        arr = srgb.permute(1, 2, 0).numpy().astype(np.uint8)[..., ::-1]
+        ok, buf = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        if ok:
+            arr = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+            srgb = torch.from_numpy(arr).permute(2, 0, 1).float()
+    return (srgb / 255.0).float()

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .optics import Lens, coc_at_infinity_px, signed_defocus_px
-from .render import linear_to_srgb, render_defocus, render_defocus_gather, srgb_to_linear
+from .render import render_defocus, render_defocus_gather, sensor_degrade, srgb_to_linear
 from .textures import TextureBank
 
 __all__ = ["SceneConfig", "SceneGenerator", "SceneStream", "LAYOUTS", "add_scene_args", "scene_config_from_args"]
@@ -456,20 +456,13 @@ class SceneGenerator:
     def _degrade(self, lin: torch.Tensor) -> torch.Tensor:
         """Sensor noise (Poisson-Gaussian, linear), 8-bit quantisation, optional JPEG. sRGB out."""
         r, cfg = self.r, self.cfg
-        if cfg.noise:
-            shot, read = r.logu(*cfg.noise_shot_range), r.logu(*cfg.noise_read_range)
-            noise = torch.randn(lin.shape, generator=self.gen)
-            lin = lin + torch.sqrt(lin.clamp_min(0) * shot + read) * noise
-        srgb = (linear_to_srgb(lin) * 255.0).round().clamp(0, 255)
-        if cfg.noise and r.u() < cfg.jpeg_prob:
-            import cv2
-
-            arr = srgb.permute(1, 2, 0).numpy().astype(np.uint8)[..., ::-1]
-            ok, buf = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, r.i(55, 96)])
-            if ok:
-                arr = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
-                srgb = torch.from_numpy(arr).permute(2, 0, 1).float()
-        return srgb / 255.0
+        if not cfg.noise:
+            return sensor_degrade(lin, self.gen, 0.0, 0.0)
+        shot, read = r.logu(*cfg.noise_shot_range), r.logu(*cfg.noise_read_range)
+        noise = torch.randn(lin.shape, generator=self.gen)  # drawn here: the held-out streams stay bit-exact
+        lin = lin + torch.sqrt(lin.clamp_min(0) * shot + read) * noise
+        quality = r.i(55, 96) if r.u() < cfg.jpeg_prob else None
+        return sensor_degrade(lin, self.gen, 0.0, 0.0, quality)
 
     def batch(self, n: int) -> dict:
         """Draw ``n`` scenes and render them (rendering on ``device``)."""
