@@ -233,6 +233,12 @@ class SceneGenerator:
         return self.r.logu(lo, hi)
 
     # ----------------------------------------------------------------- geometry
+    def _sharp_tile(self, tile_m: float, z_near: float, fx: float) -> float:
+        """Tile size (m of surface per texture) capped so that one texel is at most one pixel at
+        depth ``z_near``: textures are never magnified, so the all-in-focus image is sharp at the
+        pixel level and every blur in the focused image comes from the optics."""
+        return min(tile_m, self.cfg.texture_size * max(z_near, 1e-3) / fx)
+
     def _rays(self, fx: float, pitch: float = 0.0, roll: float = 0.0) -> torch.Tensor:
         h, w = self.cfg.height, self.cfg.width
         ys = (torch.arange(h, dtype=torch.float32) + 0.5 - h / 2) / fx
@@ -251,12 +257,15 @@ class SceneGenerator:
         lam = (normal * light).sum(-1).clamp_min(0.0)
         return tex_rgb * (0.45 + 0.55 * lam)[None]
 
-    def _plane(self, canvas: _Canvas, point, normal, e1, e2, tex, scale, light, shade=True):
+    def _plane(self, canvas: _Canvas, point, normal, e1, e2, tex, scale, light, fx, shade=True):
         """Infinite textured plane through ``point`` with unit ``normal`` and in-plane axes."""
         rays = canvas.rays
         denom = rays @ normal
         t = ((point @ normal) / denom).where(denom.abs() > 1e-6, torch.full_like(denom, math.inf))
         t = torch.where(t > 0, t, torch.full_like(t, math.inf))
+        seen = t[torch.isfinite(t)]
+        if seen.numel():
+            scale = self._sharp_tile(scale, max(float(seen.min()), self.cfg.min_depth_m), fx)
 
         def color(mask):
             p = rays * t[..., None]
@@ -267,7 +276,7 @@ class SceneGenerator:
 
         canvas.add(t, color)
 
-    def _sphere(self, canvas: _Canvas, center, radius, tex, light):
+    def _sphere(self, canvas: _Canvas, center, radius, tex, scale, light):
         rays = canvas.rays
         a = (rays * rays).sum(-1)
         b = -2 * (rays @ center)
@@ -279,8 +288,8 @@ class SceneGenerator:
         def color(mask):
             p = rays * t[..., None]
             n = (p - center) / radius
-            uu = torch.atan2(n[..., 0], n[..., 2]) / math.pi * 2
-            vv = torch.asin(n[..., 1].clamp(-1, 1)) / math.pi * 2
+            uu = torch.atan2(n[..., 0], n[..., 2]) * radius / scale  # arc length (m) / tile size
+            vv = torch.asin(n[..., 1].clamp(-1, 1)) * radius / scale
             return self._shade(_sample_tex(tex, uu, vv), n, light)
 
         canvas.add(t, color)
@@ -317,7 +326,7 @@ class SceneGenerator:
         slant = (r.u(-0.3, 0.3) * xx + r.u(-0.3, 0.3) * yy) if r.u() < 0.5 else 0.0
         depth = (bg_depth * (1 + slant)).expand(h, w).clone() if torch.is_tensor(slant) else \
             torch.full((h, w), bg_depth)  # fmt: skip
-        scale = r.logu(0.5, 4.0)
+        scale = self._sharp_tile(r.logu(0.5, 4.0), bg_depth, fx / 2)  # coordinates span 2 per width
         tex = self.textures.sample(self.gen)
         color = _sample_tex(tex, xx * w / fx * bg_depth / scale, yy * w / fx * bg_depth / scale)
         subject_depths = []
@@ -341,7 +350,7 @@ class SceneGenerator:
             if not bool(mask.any()):
                 continue
             t2 = self.textures.sample(self.gen)
-            sc = r.logu(0.1, 2.0)
+            sc = self._sharp_tile(r.logu(0.1, 2.0), z, fx / 2)
             c2 = _sample_tex(t2, (xr * w / fx * z) / sc, (yr * w / fx * z) / sc)
             c2 = c2 * r.u(0.6, 1.2)
             depth = torch.where(mask, torch.full_like(depth, z), depth)
@@ -362,19 +371,19 @@ class SceneGenerator:
         ez, ey, ex = torch.tensor([0.0, 0, 1]), torch.tensor([0.0, 1, 0]), torch.tensor([1.0, 0, 0])
         # ground
         self._plane(canvas, torch.tensor([0.0, cam_h, 0]), -ey, ex, ez, self.textures.sample(self.gen),
-                    r.logu(0.3, 3.0), light, shade=False)  # fmt: skip
+                    r.logu(0.3, 3.0), light, fx, shade=False)  # fmt: skip
         # backdrop: wall, room corner, or far background
         kind = r.choice([0.45, 0.25, 0.3])
         wall_z = r.logu(1.5, 25.0) if kind < 2 else r.logu(30.0, cfg.max_depth_m)
         yaw = r.u(-0.5, 0.5)
         n = _rot_y(yaw) @ ez
         self._plane(canvas, n * wall_z, -n, _rot_y(yaw) @ ex, ey, self.textures.sample(self.gen),
-                    r.logu(0.5, 6.0) * (1 if kind < 2 else 8), light, shade=False)  # fmt: skip
+                    r.logu(0.5, 6.0) * (1 if kind < 2 else 8), light, fx, shade=False)  # fmt: skip
         if kind == 1:  # side wall
             side = 1 if r.u() < 0.5 else -1
             x_w = side * r.logu(0.8, 6.0)
             self._plane(canvas, torch.tensor([x_w, 0, 0]), torch.tensor([-side * 1.0, 0, 0]), ez, ey,
-                        self.textures.sample(self.gen), r.logu(0.5, 4.0), light)  # fmt: skip
+                        self.textures.sample(self.gen), r.logu(0.5, 4.0), light, fx)  # fmt: skip
         # objects standing on the ground, sizes in metres
         subject_depths = []
         z_far = min(wall_z * 0.9, 20.0)
@@ -391,19 +400,23 @@ class SceneGenerator:
             if kind_o == 0:  # box
                 half = torch.tensor([size * r.u(0.3, 1), size * r.u(0.3, 1.5), size * r.u(0.3, 1)])
                 center = torch.tensor([x, y_base - float(half[1]), z + float(half[[0, 2]].norm())])
-                self._box(canvas, center, half, r.u(0, math.pi), tex, r.logu(0.1, 1.0), light)
+                tile = self._sharp_tile(r.logu(0.1, 1.0), z, fx)
+                self._box(canvas, center, half, r.u(0, math.pi), tex, tile, light)
             elif kind_o == 1:  # sphere
                 rad = size * r.u(0.3, 0.7)
-                self._sphere(canvas, torch.tensor([x, y_base - rad, z + rad]), rad, tex, light)
+                tile = self._sharp_tile(r.logu(0.1, 1.0), z, fx)
+                self._sphere(canvas, torch.tensor([x, y_base - rad, z + rad]), rad, tex, tile, light)
             else:  # thin panel (poster, sign, door)
                 half = torch.tensor([size * r.u(0.4, 1.2), size * r.u(0.5, 1.5), 0.01 + 0.02 * r.u()])
                 center = torch.tensor([x, y_base - float(half[1]), z + float(half[0])])
-                self._box(canvas, center, half, r.u(-0.6, 0.6), tex, r.logu(0.2, 2.0), light)
+                tile = self._sharp_tile(r.logu(0.2, 2.0), z, fx)
+                self._box(canvas, center, half, r.u(-0.6, 0.6), tex, tile, light)
             subject_depths.append(z)
         # rays that hit nothing (sky above a far backdrop): far background colour
         miss = ~torch.isfinite(canvas.t)
         if bool(miss.any()):
-            sky = _sample_tex(self.textures.sample(self.gen), rays[..., 0] * 0.3, rays[..., 1] * 0.3)
+            k = fx / cfg.texture_size * r.u(1.0, 3.0)  # 1-3 texels per pixel: sharp
+            sky = _sample_tex(self.textures.sample(self.gen), rays[..., 0] * k, rays[..., 1] * k)
             canvas.color = torch.where(miss[None], sky, canvas.color)
         # t is the parameter along a ray whose camera-frame z is 1 -> t equals z-depth
         depth = canvas.t.clamp(cfg.min_depth_m, cfg.max_depth_m)

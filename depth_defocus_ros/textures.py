@@ -144,7 +144,10 @@ class TextureBank:
     def _photo_crop(self, gen: torch.Generator) -> torch.Tensor:
         img = self.photos[int(torch.randint(len(self.photos), (1,), generator=gen))]
         _, h, w = img.shape
-        side = int(min(h, w) * (0.25 + 0.75 * float(torch.rand((), generator=gen))))
+        # crops at least the texture's size where the photo allows: a texture is never upsampled
+        short = min(h, w)
+        lo = min(short, self.size)
+        side = int(lo + (short - lo) * float(torch.rand((), generator=gen)))
         y0 = int(torch.randint(0, h - side + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, w - side + 1, (1,), generator=gen))
         crop = img[:, y0 : y0 + side, x0 : x0 + side]
