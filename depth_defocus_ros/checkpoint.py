@@ -6,8 +6,9 @@ A checkpoint is a ``torch.save`` dict of tensors and plain Python values only, l
 * ``format`` ("depth_defocus_ros.checkpoint"), ``format_version`` (int)
 * ``model_config``: :class:`~.model.ModelConfig` as a dict (the model is rebuilt from it)
 * ``state_dict``: the network weights
-* ``normalization``: ``{"mean": [3 floats], "std": [3 floats]}`` applied to sRGB in [0, 1]
-* ``process_long_side`` (px) and ``process_multiple`` (px): the processing resolution
+  (it holds the sRGB input normalisation too)
+* ``process_long_side`` (px): the processing cap (inputs with a longer side are downsampled to it;
+  smaller ones are processed as they are); ``process_multiple`` (px): padding multiple
 * ``lens_ranges``: the focal length (mm), f-number and focus distance (m) ranges trained on
 * ``scene_config``, ``train_args``: how it was trained; ``step``; ``metrics`` (optional)
 * ``optimizer``, ``scaler``, ``rng`` (training checkpoints only, for resuming)
@@ -25,8 +26,7 @@ from .model import DepthDefocusNet, ModelConfig
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "build_model", "FORMAT", "VERSION"]
 
 FORMAT = "depth_defocus_ros.checkpoint"
-VERSION = 1
-DEFAULT_NORMALIZATION = {"mean": [0.45, 0.45, 0.45], "std": [0.25, 0.25, 0.25]}
+VERSION = 2  # 2: network on the training-free estimate (lens-free defocus path); 1: lens-conditioned CoC head
 EXPECTED = (
     f"a depth_defocus_ros checkpoint (.pt written by 'depth-defocus train', format {FORMAT!r} "
     f"version {VERSION})"
@@ -63,7 +63,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if ckpt.get("format_version") != VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {ckpt.get('format_version')!r}; "
-            f"this version of depth_defocus_ros reads version {VERSION}"
+            f"this version of depth_defocus_ros reads version {VERSION} (retrain, or fine-tune from "
+            f"the shipped models/depth_defocus.pt with 'depth-defocus train --init')"
         )
     for key in ("model_config", "state_dict", "process_long_side"):
         if key not in ckpt:

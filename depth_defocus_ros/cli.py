@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .argtypes import positive
+from .depthmap import FOCUS_SIDES
 
 __all__ = ["main", "build_parser"]
 
@@ -45,6 +46,17 @@ def read_rgb_image(path: Path):
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
+def add_depth_args(p: argparse.ArgumentParser) -> None:
+    """Where depth is published: the options shared with the node's parameters of the same names."""
+    p.add_argument("--focus-side", choices=FOCUS_SIDES, default="auto",
+                   help="side of the focus plane the scene lies on: auto (decided per pixel), front (camera "
+                        "focused at or beyond the far end of the working range), behind")  # fmt: skip
+    p.add_argument("--max-relative-error", type=positive("max relative error"), default=0.25,
+                   help="depth is NaN where its expected relative error exceeds this")
+    p.add_argument("--min-depth", type=float, default=0.0, help="working range, near end (m)")
+    p.add_argument("--max-depth", type=positive("max depth"), default=float("inf"), help="working range, far end (m)")
+
+
 def cmd_predict(args) -> int:
     import cv2
     import numpy as np
@@ -62,7 +74,9 @@ def cmd_predict(args) -> int:
         try:
             rgb = read_rgb_image(p)
             fx = args.fx if args.fx else args.focal_length_mm / args.sensor_width_mm * rgb.shape[1]
-            pred = est.predict(rgb, lens, fx, uncertainty=args.uncertainty, mc_samples=args.mc_samples)
+            pred = est.predict(rgb, lens, fx, uncertainty=args.uncertainty, focus_side=args.focus_side,
+                               max_relative_error=args.max_relative_error, min_depth_m=args.min_depth,
+                               max_depth_m=args.max_depth)  # fmt: skip
         except (InputError, ValueError) as exc:
             print(f"error: {p}: {exc}", file=sys.stderr)
             failed.append(p)
@@ -76,8 +90,10 @@ def cmd_predict(args) -> int:
             [rgb[:, :, ::-1], depth_preview(pred.depth, args.preview_min_m, args.preview_max_m),
              defocus_preview(pred.defocus, vmax)], axis=1)  # fmt: skip
         cv2.imwrite(str(out / f"{p.stem}_preview.png"), preview)
-        med = float(np.median(pred.depth))
-        print(f"{p}: {rgb.shape[1]}x{rgb.shape[0]} fx {fx:.1f}px  depth median {med:.2f} m  "
+        pub = np.isfinite(pred.depth)
+        med = float(np.median(pred.depth[pub])) if pub.any() else float("nan")
+        print(f"{p}: {rgb.shape[1]}x{rgb.shape[0]} fx {fx:.1f}px  depth median {med:.2f} m on {pub.mean():.0%} of "
+              f"pixels  "
               f"CoC median {float(np.median(pred.defocus)):.2f} px -> {out / (p.stem + '.npz')}")  # fmt: skip
     ok = len(args.images) - len(failed)
     print(f"{ok} of {len(args.images)} images done" + (f", {len(failed)} failed" if failed else ""))
@@ -132,10 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sensor-width-mm", type=positive("sensor width"),
                    help="derive fx = focal length / sensor width * image width")  # fmt: skip
     pr.add_argument("--out", required=True, help="output folder")
-    pr.add_argument("--model", default=None, help="checkpoint (default: shipped weights)")
+    pr.add_argument("--model", default=None,
+                    help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)")
     pr.add_argument("--device", default="auto")
-    pr.add_argument("--uncertainty", action="store_true", help="Monte-Carlo dropout uncertainty")
-    pr.add_argument("--mc-samples", type=int, default=8)
+    add_depth_args(pr)
+    pr.add_argument("--uncertainty", action="store_true", help="also write the depth uncertainty (m)")
     pr.add_argument("--preview-min-m", type=float, default=0.2)
     pr.add_argument("--preview-max-m", type=float, default=20.0)
     pr.set_defaults(func=cmd_predict)
@@ -147,12 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="metrics on held-out sets or a dataset")
-    ev.add_argument("--model", default=None, help="checkpoint (default: shipped weights)")
+    ev.add_argument("--model", default=None,
+                    help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)")
+    ev.add_argument("--real", choices=["motorcycle"], default=None,
+                    help="the real-photo benchmark (Middlebury Motorcycle re-focused at fixed lens settings) "
+                         "instead of the synthetic held-out sets")  # fmt: skip
+    ev.add_argument("--plot", default="eval/motorcycle_sparsification.png",
+                    help="--real: where to write the sparsification plot (AbsRel against coverage)")
+    ev.add_argument("--focus-side", choices=FOCUS_SIDES, default="auto")
+    ev.add_argument("--max-relative-error", type=positive("max relative error"), default=0.25)
     ev.add_argument("--heldout", action="append", choices=["layers", "structured"],
                     help="fixed synthetic held-out set (default: both)")  # fmt: skip
     ev.add_argument("--data", action="append", help="dataset folder (shards)")
     ev.add_argument("--split", default=None, help="split of --data (e.g. test)")
-    ev.add_argument("--cache", default="heldout", help="folder where held-out sets are kept")
+    ev.add_argument("--cache", default="heldout", help="folder where held-out sets and benchmark cases are kept")
     ev.add_argument("--scenes", type=int, default=None, help="use only the first N held-out scenes")
     ev.add_argument("--max-batches", type=int, default=None)
     ev.add_argument("--device", default="auto")

@@ -1,19 +1,27 @@
 """One-call inference: ``Estimator.load(path=None, device="auto").predict(rgb, lens, fx)``.
 
-``predict`` takes an HxWx3 uint8 RGB array of any size, resizes it to the checkpoint's processing
-resolution (long side ``process_long_side``, aspect kept, padded to a multiple of 32), runs the
-network, and returns maps at the input resolution:
+``predict`` takes an HxWx3 uint8 RGB image of any size and processes it **at the camera's
+resolution**: never upsampled, downsampled only when its long side exceeds the cap
+(``process_long_side``), so that blur is read at the scale the camera recorded it (and at the
+scale training saw). It returns maps at the input resolution:
 
-* ``depth``: metres (float32), the thin-lens solution of the CoC on the predicted side
-* ``defocus``: CoC diameter in px *at the input resolution* (the network's CoC divided by the
-  resize factor, as fx was multiplied by it)
-* ``uncertainty``: metres (float32) or None: Monte-Carlo dropout spread plus the spread between
-  the two thin-lens solutions weighted by how unsure the side is
+* ``depth``: metres (float32), the thin-lens solution of the CoC on the decided side of the focus
+  plane, NaN where it is not determined (:mod:`.depthmap`: side unsure, or the expected relative
+  error above ``max_relative_error``)
+* ``defocus``: CoC diameter in px *at the input resolution* (a resize by ``r`` scales it by ``r``)
+* ``uncertainty``: metres (float32), the expected depth error of the chosen side (inf where the
+  depth is undetermined), or None when not asked for
+* ``relative_error``, ``side_prob`` (probability of "behind the focus plane"), ``confidence``
+
+Two estimators share this class: the training-free one (:mod:`.reblur` plus the side rule; no
+network) and a checkpoint's network, which corrects the training-free CoC and predicts the side.
+``Estimator.load()`` loads the shipped default: ``models/depth_defocus.pt`` when a checkpoint is
+shipped, else the training-free estimator (see models/README.md for which, and why).
 """
 
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +29,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import DEFAULT_NORMALIZATION, build_model, load_checkpoint
-from .model import compose_depth
+from .checkpoint import build_model, load_checkpoint
+from .depthmap import FOCUS_SIDES, compose_depth, side_probability
 from .optics import Lens, LensError, validate_fx
+from .paths import default_model_path
+from .reblur import estimate_defocus
 
-__all__ = ["Estimator", "Prediction", "default_model_path", "InputError", "select_device"]
+__all__ = ["Estimator", "Prediction", "InputError", "select_device", "TRAINING_FREE", "DEFAULT_LONG_SIDE"]
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+TRAINING_FREE = "training-free"  # the model path that selects the estimator without a network
+DEFAULT_LONG_SIDE = 640  # px: processing cap of the training-free estimator
 
 
 class InputError(ValueError):
@@ -36,37 +47,19 @@ class InputError(ValueError):
 
 @dataclass
 class Prediction:
-    depth: np.ndarray  # (H, W) float32, m
+    depth: np.ndarray  # (H, W) float32, m, NaN where not determined
     defocus: np.ndarray  # (H, W) float32, CoC px at input resolution
     uncertainty: np.ndarray | None  # (H, W) float32, m
+    relative_error: np.ndarray | None = None  # (H, W) float32, expected sigma_d / d
+    side_prob: np.ndarray | None = None  # (H, W) float32, P(behind the focus plane)
+    confidence: np.ndarray | None = None  # (H, W) float32, [0, 1] blur evidence
 
     def __iter__(self):  # allows depth, defocus, unc = est.predict(...)
         return iter((self.depth, self.defocus, self.uncertainty))
 
 
-def default_model_path() -> Path:
-    """The shipped weights: ``models/depth_defocus.pt`` in the source tree, or the installed
-    share folder (``share/depth_defocus_ros/models``) for colcon / pip installs."""
-    env = os.environ.get("DEPTH_DEFOCUS_MODEL")
-    if env:
-        return Path(env)
-    candidates = [MODELS_DIR / "depth_defocus.pt"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("depth_defocus_ros")) / "models" / "depth_defocus.pt")
-    except Exception:  # no ROS install: fine
-        pass
-    import sys
-
-    candidates.append(Path(sys.prefix) / "share" / "depth_defocus_ros" / "models" / "depth_defocus.pt")
-    for c in candidates:
-        if c.is_file():
-            return c
-    return candidates[0]
-
-
-def select_device(device: str = "auto") -> torch.device:
+def select_device(device: str | None = "auto") -> torch.device:
+    """The one device choice of the package: ``auto`` (CUDA when present), ``cpu``, ``cuda[:N]``."""
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -86,56 +79,95 @@ def check_rgb(rgb) -> np.ndarray:
     return rgb
 
 
+def processing_size(h: int, w: int, long_side_cap: int) -> tuple[int, int, float]:
+    """(h', w', scale): the camera's size, downsampled only when its long side exceeds the cap."""
+    scale = min(1.0, long_side_cap / max(h, w))
+    if scale >= 1.0:
+        return h, w, 1.0
+    hp, wp = max(8, round(h * scale)), max(8, round(w * scale))
+    return hp, wp, wp / w
+
+
+def prepare(rgb: np.ndarray, device, long_side_cap: int, multiple: int = 1):
+    """HxWx3 uint8 -> ((1, 3, H', W') sRGB float in [0, 1] padded to ``multiple``, scale, (h', w'))."""
+    h, w = rgb.shape[:2]
+    hp, wp, scale = processing_size(h, w, long_side_cap)
+    x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
+    if scale < 1.0:
+        x = F.interpolate(x, size=(hp, wp), mode="area")
+    ph, pw = (-hp) % multiple, (-wp) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, scale, (hp, wp)
+
+
 class Estimator:
     """Depth, defocus and uncertainty from one focused image (see module doc)."""
 
-    def __init__(self, model, ckpt: dict, device: torch.device, half: bool = False, path=None):
-        self.model = model.to(device).eval()
-        self.device = device
+    def __init__(self, model=None, ckpt: dict | None = None, device: torch.device | str = "cpu",
+                 half: bool = False, path=None):  # fmt: skip
+        self.device = torch.device(device)
         self.path = path
-        self.half = bool(half and device.type == "cuda")
+        self.model = model.to(self.device).eval() if model is not None else None
+        self.half = bool(half and self.device.type == "cuda" and model is not None)
         if self.half:
             self.model.half()
-        norm = ckpt.get("normalization", DEFAULT_NORMALIZATION)
-        self.mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
-        self.long_side = int(ckpt["process_long_side"])
-        self.multiple = int(ckpt.get("process_multiple", 32))
-        self.max_depth_m = float(ckpt.get("max_depth_m", 100.0))
+        ckpt = ckpt or {}
+        self.long_side = int(ckpt.get("process_long_side", DEFAULT_LONG_SIDE))
+        self.multiple = 32 if model is not None else 1
+        self.max_depth_m = math.inf
         self.lens_ranges = ckpt.get("lens_ranges", {})
-        self.heads = model.config.heads
+        self.kind = "network" if model is not None else TRAINING_FREE
 
     @classmethod
     def load(cls, path=None, device: str = "auto", half: bool | None = None) -> Estimator:
-        """Load a checkpoint (None: the shipped default). fp16 on CUDA unless ``half=False``."""
-        path = Path(path) if path else default_model_path()
-        ckpt = load_checkpoint(path)
+        """Load a checkpoint, ``"training-free"``, or None for the shipped default. fp16 on CUDA
+        unless ``half=False``."""
         dev = select_device(device)
+        path = path or default_model_path()
+        if str(path) == TRAINING_FREE:
+            return cls(None, None, dev, path=TRAINING_FREE)
+        path = Path(path)
+        ckpt = load_checkpoint(path)
         model = build_model(ckpt, path)
         return cls(model, ckpt, dev, half=dev.type == "cuda" if half is None else half, path=path)
 
-    def _prepare(self, rgb: np.ndarray):
-        h, w = rgb.shape[:2]
-        scale = self.long_side / max(h, w)
-        hp, wp = max(8, round(h * scale)), max(8, round(w * scale))
-        x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        x = F.interpolate(x, size=(hp, wp), mode="bilinear", antialias=scale < 1, align_corners=False)
-        x = (x - self.mean) / self.std
-        m = self.multiple
-        ph, pw = (-hp) % m, (-wp) % m
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return x, wp / w, (hp, wp)
+    @torch.no_grad()
+    def read(self, x: torch.Tensor, lens_t: torch.Tensor, fx_t: torch.Tensor):
+        """Blur and side for a batch prepared at the processing resolution.
+
+        Args:
+            x: (B, 3, H, W) sRGB in [0, 1] (padded to ``self.multiple``).
+            lens_t: (B, 3) [f (m), N, d_f (m)]; fx_t: (B,) px at this resolution.
+        Returns:
+            coc (px), coc_sigma (px), prior P(behind) or None (no learned side), confidence; each
+            (B, 1, H, W) float32.
+        """
+        if self.model is None:
+            est = estimate_defocus(x)
+            return est.coc, est.sigma, None, est.confidence
+        dtype = torch.float16 if self.half else torch.float32
+        out = self.model(x.to(dtype), lens_t, fx_t)
+        return (out["coc"].float(), out["coc_sigma"].float(), torch.sigmoid(out["side_logit"].float()),
+                out["confidence"].float())  # fmt: skip
 
     @torch.no_grad()
-    def predict(self, rgb, lens, fx: float, uncertainty: bool = False, mc_samples: int = 8) -> Prediction:
-        """Depth (m), defocus (px) and optional uncertainty (m) at the input resolution.
+    def predict(self, rgb, lens, fx: float, uncertainty: bool = False, focus_side: str = "auto",
+                max_relative_error: float = 0.25, min_depth_m: float = 0.0,
+                max_depth_m: float = math.inf) -> Prediction:  # fmt: skip
+        """Depth (m), defocus (px) and uncertainty (m) at the input resolution.
 
         Args:
             rgb: HxWx3 uint8 RGB image.
             lens: a :class:`~.optics.Lens` or mapping with ``focal_length_m``, ``f_number``,
                 ``focus_distance_m``.
             fx: focal length in px at the resolution of ``rgb``.
-            uncertainty: compute the Monte-Carlo dropout uncertainty (``mc_samples`` passes).
+            uncertainty: also return the uncertainty map (m).
+            focus_side: ``auto`` (decide per pixel), ``front`` or ``behind`` (everything lies on
+                that side of the focus plane, e.g. a camera focused beyond its working range: front).
+            max_relative_error: NaN where the expected relative depth error exceeds this.
+            min_depth_m, max_depth_m: the working range (m); depth outside it is NaN, and a side
+                whose depth falls outside it is not taken.
         """
         rgb = check_rgb(rgb)
         lens = Lens.from_mapping(lens)
@@ -144,47 +176,30 @@ class Estimator:
         except (TypeError, ValueError):
             raise LensError(f"fx must be a number, got {fx!r}") from None
         validate_fx(fx)
+        if focus_side not in FOCUS_SIDES:
+            raise ValueError(f"focus_side must be one of {', '.join(FOCUS_SIDES)}, got {focus_side!r}")
         h, w = rgb.shape[:2]
-        x, scale, (hp, wp) = self._prepare(rgb)
-        fx_p = fx * scale  # fx at the processing resolution
-        n = mc_samples if uncertainty else 1
-        lens_t = torch.tensor([[lens.focal_length_m, lens.f_number, lens.focus_distance_m]],
-                              device=self.device).repeat(n, 1)  # fmt: skip
-        fx_t = torch.full((n,), fx_p, device=self.device)
-        dtype = torch.float16 if self.half else torch.float32
-        self.model.set_mc_dropout(uncertainty)
-        try:
-            out = self.model(x.to(dtype).repeat(n, 1, 1, 1), lens_t, fx_t, self.max_depth_m)
-        finally:
-            self.model.set_mc_dropout(False)
+        x, scale, (hp, wp) = prepare(rgb, self.device, self.long_side, self.multiple)
+        lens_t = lens.as_tensor(self.device)
+        fx_t = torch.tensor([fx * scale], device=self.device)
+        coc, sigma, prior, conf = (None if t is None else t[..., :hp, :wp] for t in self.read(x, lens_t, fx_t))
+        p = side_probability(coc, sigma, lens_t, fx_t, focus_side, prior, min_depth_m, max_depth_m)
+        res = compose_depth(coc, sigma, p, lens_t, fx_t, max_relative_error, min_depth_m, max_depth_m)
 
-        def full(t):  # crop padding, back to input size, float32
-            t = t[:, :, :hp, :wp].float()
-            return F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+        def full(t, nearest=False):  # back to the input size, float32 numpy
+            if scale < 1.0 and nearest:
+                t = F.interpolate(t, size=(h, w), mode="nearest")
+            elif scale < 1.0:
+                t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+            return t[0, 0].float().cpu().numpy().astype(np.float32)
 
-        lens_in = lens_t[:1].float()
-        fx_in = torch.full((1,), fx, device=self.device)
-        coc = full(out["coc"]) / scale  # CoC px at the input resolution
-        if self.heads == "depth":
-            depth = full(out["depth"])
-            side_p = (depth > lens.focus_distance_m).float()
-        else:
-            logit = full(out["side_logit"])
-            depth = compose_depth(coc, logit, lens_in.repeat(n, 1), fx_in.repeat(n), self.max_depth_m)
-            side_p = torch.sigmoid(logit)
-        unc = None
-        if uncertainty:
-            c_mean = coc.mean(0, keepdim=True)
-            p = side_p.mean(0, keepdim=True)
-            near = compose_depth(c_mean, -torch.ones_like(p), lens_in, fx_in, self.max_depth_m)
-            far = compose_depth(c_mean, torch.ones_like(p), lens_in, fx_in, self.max_depth_m)
-            var = depth.var(0, keepdim=True, unbiased=False) + p * (1 - p) * (far - near) ** 2
-            unc = torch.sqrt(var)[0, 0].cpu().numpy().astype(np.float32)
-            coc = c_mean
-            depth = torch.where(p >= 0.5, far, near) if self.heads != "depth" else depth.mean(0, keepdim=True)
+        # depth keeps its NaN holes: nearest-neighbour back to the input size
         return Prediction(
-            depth=depth[0, 0].cpu().numpy().astype(np.float32),
-            defocus=coc[0, 0].cpu().numpy().astype(np.float32),
-            uncertainty=unc,
+            depth=full(res.depth, nearest=True),
+            defocus=full(coc) / scale,  # CoC px at the input resolution
+            uncertainty=full(res.uncertainty, nearest=True) if uncertainty else None,
+            relative_error=full(res.relative_error, nearest=True),
+            side_prob=full(p),
+            confidence=full(conf),
         )
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import DEFAULT_NORMALIZATION, build_model, load_checkpoint
 from .data import ShardDataset, render_shards
+from .depthmap import compose_depth, side_probability
 from .metrics import MetricAccumulator
 from .scenes import SceneConfig
 
-__all__ = ["HELDOUT", "heldout_config", "evaluate_model", "ensure_heldout", "format_report"]
+__all__ = ["HELDOUT", "heldout_config", "evaluate_estimator", "ensure_heldout", "format_report"]
 
 # name -> (seed, structured fraction, scenes)
 HELDOUT = {"layers": (20240501, 0.0, 500), "structured": (20240502, 1.0, 500)}
@@ -55,31 +55,27 @@ def fingerprint(root) -> str:
 
 
 @torch.no_grad()
-def evaluate_model(model, ckpt: dict, data_root, device="cpu", split=None, batch_size=8,
-                   progress=True, max_batches=None) -> dict:  # fmt: skip
-    """Metrics of a model over every sample of a shard dataset (at the stored resolution)."""
+def evaluate_estimator(est, data_root, split=None, batch_size=8, focus_side: str = "auto",
+                       max_relative_error: float = 0.25, progress=True, max_batches=None) -> dict:  # fmt: skip
+    """Metrics of an :class:`~.estimator.Estimator` over every sample of a shard dataset, at the
+    stored resolution, with the same side decision and validity as ``predict``."""
     from tqdm import tqdm
 
-    norm = ckpt.get("normalization", DEFAULT_NORMALIZATION)
-    mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
-    max_depth = float(ckpt.get("max_depth_m", 100.0))
-    model = model.to(device).eval()
-    acc = MetricAccumulator(max_depth_m=max_depth)
+    acc = MetricAccumulator()
     ds = ShardDataset(data_root, batch_size, split=split, loop=False, augment=False)
     t0, n = time.time(), 0
     for i, b in enumerate(tqdm(ds, desc=f"eval {Path(data_root).name}", disable=not progress, unit="batch")):
         if max_batches and i >= max_batches:
             break
-        b = {k: v.to(device) for k, v in b.items()}
-        x = (b["image"] - mean) / std
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % 32, (-w) % 32
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-        pred = model(x, b["lens"], b["fx"], max_depth)
-        pd, pc = pred["depth"][..., :h, :w], pred["coc"][..., :h, :w]
-        sp = torch.sigmoid(pred["side_logit"][..., :h, :w]) if "side_logit" in pred else None
-        acc.update(pd, pc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"], side_prob=sp)
+        b = {k: v.to(est.device) for k, v in b.items()}
+        h, w = b["image"].shape[-2:]
+        m = est.multiple
+        x = torch.nn.functional.pad(b["image"], (0, (-w) % m, 0, (-h) % m), mode="replicate")
+        coc, sigma, prior, _ = (None if t is None else t[..., :h, :w] for t in est.read(x, b["lens"], b["fx"]))
+        p = side_probability(coc, sigma, b["lens"], b["fx"], focus_side, prior)
+        res = compose_depth(coc, sigma, p, b["lens"], b["fx"], max_relative_error)
+        acc.update(res.depth, coc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"],
+                   side_prob=prior)  # fmt: skip
         n += x.shape[0]
     res = acc.result()
     res["images"] = n
@@ -92,7 +88,7 @@ def format_report(name: str, res: dict) -> str:
     lines = [
         f"== {name}: {res['images']} images",
         f"{'':12s} {'AbsRel':>7s} {'SqRel':>7s} {'RMSE':>7s} {'RMSElog':>7s} {'d<1.25':>7s} "
-        f"{'d<1.25²':>7s} {'d<1.25³':>7s} {'CoC MAE':>8s} {'CoC RMSE':>8s} {'side':>6s}",
+        f"{'d<1.25²':>7s} {'d<1.25³':>7s} {'CoC MAE':>8s} {'CoC RMSE':>8s} {'side':>6s} {'cover':>6s}",
     ]
 
     def row(label, r):
@@ -101,7 +97,7 @@ def format_report(name: str, res: dict) -> str:
             return f"{label:12s} (no pixels)"
         return (f"{label:12s} {r['abs_rel']:7.4f} {r['sq_rel']:7.4f} {r['rmse']:7.3f} {r['rmse_log']:7.4f} "
                 f"{r['delta1']:7.4f} {r['delta2']:7.4f} {r['delta3']:7.4f} {r['coc_mae']:8.3f} "
-                f"{r['coc_rmse']:8.3f} {side}")  # fmt: skip
+                f"{r['coc_rmse']:8.3f} {side} {r['coverage']:6.3f}")  # fmt: skip
 
     lines.append(row("all", o))
     lines.append(row("CoC>=2px", c2))
@@ -120,14 +116,13 @@ def format_report(name: str, res: dict) -> str:
 
 
 def run_eval(args) -> int:
-    ckpt = load_checkpoint(args.model) if args.model else None
-    if ckpt is None:
-        from .estimator import default_model_path
+    from .estimator import Estimator
 
-        args.model = str(default_model_path())
-        ckpt = load_checkpoint(args.model)
-    model = build_model(ckpt, args.model)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.real:
+        from .realeval import run_real_eval
+
+        return run_real_eval(args)
+    est = Estimator.load(args.model, device=args.device)
     targets = []
     for name in args.heldout or []:
         root = ensure_heldout(name, args.cache, args.scenes)
@@ -136,12 +131,14 @@ def run_eval(args) -> int:
         targets.append((d, Path(d), args.split))
     if not targets:
         targets = [(f"heldout:{n}", ensure_heldout(n, args.cache, args.scenes), None) for n in HELDOUT]
-    results = {"model": str(args.model), "sets": {}}
+    results = {"model": str(est.path), "focus_side": args.focus_side,
+               "max_relative_error": args.max_relative_error, "sets": {}}  # fmt: skip
     for label, root, split in targets:
-        res = evaluate_model(model, ckpt, root, device, split=split, max_batches=args.max_batches)
+        res = evaluate_estimator(est, root, split=split, focus_side=args.focus_side,
+                                 max_relative_error=args.max_relative_error, max_batches=args.max_batches)  # fmt: skip
         res["fingerprint"] = fingerprint(root) if split is None else None
         results["sets"][label] = res
-        print(format_report(label, res))
+        print(format_report(f"{label} ({est.path})", res))
         if res.get("fingerprint"):
             print(f"(set fingerprint {res['fingerprint']}, {res['seconds']} s)")
     if args.out:

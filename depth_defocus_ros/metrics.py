@@ -1,7 +1,8 @@
 """Evaluation metrics with explicit valid masks, accumulated over a dataset.
 
-Depth: AbsRel, SqRel, RMSE (m), RMSE log, delta < 1.25, 1.25^2, 1.25^3.
-Defocus: MAE and RMSE of the CoC (px, at the evaluated resolution).
+Depth: AbsRel, SqRel, RMSE (m), RMSE log, delta < 1.25, 1.25^2, 1.25^3, on the pixels the
+estimator publishes (finite predicted depth), and the coverage: the share of valid pixels published.
+Defocus: MAE and RMSE of the CoC (px, at the evaluated resolution), on every valid pixel.
 Side: fraction of valid pixels with true CoC >= 1 px whose predicted side of the focus plane is
 right. The predicted side is read off the predicted depth (``depth > d_f``), so a depth that sits
 at the focus distance where the truth is clearly off it counts as wrong (within 1 % of d_f is
@@ -23,7 +24,7 @@ __all__ = ["MetricAccumulator", "DEPTH_BINS_M", "COC_BINS_PX", "SIDE_CONFIDENCE_
 DEPTH_BINS_M = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, math.inf)
 COC_BINS_PX = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
 SIDE_CONFIDENCE_BINS = (0.5, 0.6, 0.75, 0.9, 1.0)
-_SUMS = ("n", "abs_rel", "sq_rel", "sq", "sq_log", "d1", "d2", "d3", "coc_abs", "coc_sq")
+_SUMS = ("n", "n_valid", "abs_rel", "sq_rel", "sq", "sq_log", "d1", "d2", "d3", "coc_abs", "coc_sq")
 
 
 def _bin_name(lo, hi, unit):
@@ -36,14 +37,21 @@ class _Sums:
         self.side_n = 0.0
         self.side_ok = 0.0
 
-    def add(self, pred_d, gt_d, pred_c, gt_c, mask):
-        if not bool(mask.any()):
-            return
-        p, g = pred_d[mask].double().clamp_min(1e-6), gt_d[mask].double()
-        pc, gc = pred_c[mask].double(), gt_c[mask].double()
-        ratio = torch.maximum(p / g, g / p)
+    def add(self, pred_d, gt_d, pred_c, gt_c, mask, published):
+        """``mask``: valid ground truth (CoC metrics); ``published``: its pixels with a predicted
+        depth (depth metrics)."""
         s = self.s
-        s["n"] += float(mask.sum())
+        if bool(mask.any()):
+            pc, gc = pred_c[mask].double(), gt_c[mask].double()
+            s["n_valid"] += float(mask.sum())
+            s["coc_abs"] += float((pc - gc).abs().sum())
+            s["coc_sq"] += float(((pc - gc) ** 2).sum())
+        pub = mask & published
+        if not bool(pub.any()):
+            return
+        p, g = pred_d[pub].double().clamp_min(1e-6), gt_d[pub].double()
+        ratio = torch.maximum(p / g, g / p)
+        s["n"] += float(pub.sum())
         s["abs_rel"] += float(((p - g).abs() / g).sum())
         s["sq_rel"] += float(((p - g) ** 2 / g).sum())
         s["sq"] += float(((p - g) ** 2).sum())
@@ -51,17 +59,17 @@ class _Sums:
         s["d1"] += float((ratio < 1.25).sum())
         s["d2"] += float((ratio < 1.25**2).sum())
         s["d3"] += float((ratio < 1.25**3).sum())
-        s["coc_abs"] += float((pc - gc).abs().sum())
-        s["coc_sq"] += float(((pc - gc) ** 2).sum())
 
     def add_side(self, ok, mask):
         self.side_n += float(mask.sum())
         self.side_ok += float((ok & mask).sum())
 
     def result(self) -> dict:
-        s, n = self.s, max(self.s["n"], 1.0)
+        s, n, nv = self.s, max(self.s["n"], 1.0), max(self.s["n_valid"], 1.0)
         out = {
-            "pixels": int(s["n"]),
+            "pixels": int(s["n_valid"]),
+            "published": int(s["n"]),
+            "coverage": s["n"] / nv,
             "abs_rel": s["abs_rel"] / n,
             "sq_rel": s["sq_rel"] / n,
             "rmse": math.sqrt(s["sq"] / n),
@@ -69,8 +77,8 @@ class _Sums:
             "delta1": s["d1"] / n,
             "delta2": s["d2"] / n,
             "delta3": s["d3"] / n,
-            "coc_mae": s["coc_abs"] / n,
-            "coc_rmse": math.sqrt(s["coc_sq"] / n),
+            "coc_mae": s["coc_abs"] / nv,
+            "coc_rmse": math.sqrt(s["coc_sq"] / nv),
         }
         if self.side_n:
             out["side_acc"] = self.side_ok / self.side_n
@@ -95,29 +103,29 @@ class MetricAccumulator:
     def update(self, pred_depth, pred_coc, gt_depth, gt_coc, focus_m, valid, side_prob=None) -> None:
         """All maps (B, 1, H, W) at the same resolution; focus_m (B,) in metres; side_prob: the
         model's probability that a pixel is behind the focus plane (optional, for reliability)."""
-        valid = valid & (gt_depth > self.min_depth) & (gt_depth <= self.max_depth)
-        valid = valid & torch.isfinite(pred_depth) & torch.isfinite(pred_coc)
+        valid = valid & (gt_depth > self.min_depth) & (gt_depth <= self.max_depth) & torch.isfinite(pred_coc)
+        published = torch.isfinite(pred_depth)
         d_f = focus_m.view(-1, 1, 1, 1).to(gt_depth)
         pd = pred_depth.clamp(self.min_depth, self.max_depth)
         args = (pd, gt_depth, pred_coc, gt_coc)
-        self.overall.add(*args, valid)
-        self.coc_ge2.add(*args, valid & (gt_coc >= 2.0))
+        self.overall.add(*args, valid, published)
+        self.coc_ge2.add(*args, valid & (gt_coc >= 2.0), published)
         for (lo, hi), acc in self.by_depth.items():
-            acc.add(*args, valid & (gt_depth >= lo) & (gt_depth < hi))
+            acc.add(*args, valid & (gt_depth >= lo) & (gt_depth < hi), published)
         # side: predicted depth must be clearly on the true side of the focus plane
         gt_behind = gt_depth > d_f
         pred_behind = pd > d_f * 1.01
         pred_front = pd < d_f * 0.99
         ok = torch.where(gt_behind, pred_behind, pred_front)
-        side_mask = valid & (gt_coc >= 1.0)
+        side_mask = valid & published & (gt_coc >= 1.0)
         self.overall.add_side(ok, side_mask)
         self.coc_ge2.add_side(ok, side_mask & (gt_coc >= 2.0))
         for (lo, hi), acc in self.by_coc.items():
             m = valid & (gt_coc >= lo) & (gt_coc < hi)
-            acc.add(*args, m)
+            acc.add(*args, m, published)
             acc.add_side(ok, m & side_mask)
-        self.by_side["behind"].add(*args, valid & gt_behind)
-        self.by_side["front"].add(*args, valid & ~gt_behind)
+        self.by_side["behind"].add(*args, valid & gt_behind, published)
+        self.by_side["front"].add(*args, valid & ~gt_behind, published)
         self.by_side["behind"].add_side(ok, side_mask & gt_behind)
         self.by_side["front"].add_side(ok, side_mask & ~gt_behind)
         if side_prob is not None:

@@ -11,7 +11,10 @@ Conventions (shared/DESIGN.md):
   the far limit (infinite depth).
 * Resizing an image by a factor ``r`` scales ``fx`` and ``c`` by ``r``.
 
-All functions accept numpy arrays, torch tensors or floats (elementwise arithmetic only).
+The scalar-lens functions accept numpy arrays, torch tensors or floats (elementwise arithmetic
+only). The batched tensor forms (``*_batch``, :func:`depth_on_side`, :func:`relative_depth_error`)
+take a lens tensor ``(B, 3)`` = [focal length (m), f-number, focus distance (m)] and ``fx`` ``(B,)``
+for a batch of images; model, losses, estimator and benchmark all use these, never a copy.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ __all__ = [
     "k_factor",
     "resize_fx",
     "resize_coc",
+    "coc_at_infinity_batch",
+    "signed_defocus_batch",
+    "depth_on_side",
+    "relative_depth_error",
 ]
 
 
@@ -82,12 +89,11 @@ class Lens:
                 raise
             raise LensError(f"lens settings are not numbers: {exc}") from None
 
-    def as_dict(self) -> dict:
-        return {
-            "focal_length_m": self.focal_length_m,
-            "f_number": self.f_number,
-            "focus_distance_m": self.focus_distance_m,
-        }
+    def as_tensor(self, device=None):
+        """(1, 3) float32 tensor [f (m), N, d_f (m)] for the batched forms."""
+        import torch
+
+        return torch.tensor([[self.focal_length_m, self.f_number, self.focus_distance_m]], device=device)
 
 
 def validate_lens(focal_length_m: float, f_number: float, focus_distance_m: float) -> None:
@@ -175,3 +181,53 @@ def resize_fx(fx, scale):
 def resize_coc(c_px, scale):
     """CoC (px) after resizing the image by ``scale``: CoC scales like ``fx``."""
     return c_px * scale
+
+
+# ------------------------------------------------------------------------------ batched tensor forms
+def _per_image(t):
+    """(B,) -> (B, 1, 1, 1): broadcast a per-image value over (B, 1, H, W) maps."""
+    return t.view(-1, 1, 1, 1)
+
+
+def coc_at_infinity_batch(lens, fx):
+    """(B,) CoC at infinity (px) ``A * fx / (d_f - f)`` for lens (B, 3) and fx (B,) in px."""
+    f, n, d_f = lens[:, 0], lens[:, 1], lens[:, 2]
+    return (f / n) * fx / (d_f - f)
+
+
+def signed_defocus_batch(depth_m, lens, fx):
+    """(B, 1, H, W) signed defocus (px) of depth maps (B, 1, H, W) in metres."""
+    f, n, d_f = (_per_image(lens[:, i]) for i in range(3))
+    return (f / n) * _per_image(fx) * (depth_m - d_f) / (depth_m * (d_f - f))
+
+
+def depth_on_side(coc, behind, lens, fx, max_depth_m: float = math.inf):
+    """Depth (m) as the thin-lens solution of the CoC on one side of the focus plane.
+
+    ``d = d_f / (1 - side * c / c_inf)`` with side = +1 where ``behind`` is true, -1 elsewhere.
+    Beyond the far limit (``c >= c_inf`` behind) the depth is ``max_depth_m`` (default: inf).
+
+    Args:
+        coc: (B, 1, H, W) CoC diameter (px) at the resolution where ``fx`` holds.
+        behind: (B, 1, H, W) bool.
+        lens: (B, 3); fx: (B,) px.
+    """
+    import torch
+
+    c_inf = _per_image(coc_at_infinity_batch(lens, fx))
+    d_f = _per_image(lens[:, 2])
+    u = torch.where(behind, coc, -coc) / c_inf
+    denom = 1.0 - u
+    d = d_f / denom.clamp_min(1e-12)
+    return torch.where(denom > 0, d, torch.full_like(d, math.inf)).clamp(max=max_depth_m)
+
+
+def relative_depth_error(coc_sigma, coc, behind, lens, fx):
+    """Relative depth error ``sigma_d / d`` that a CoC error ``coc_sigma`` (px) gives through the
+    thin-lens inverse on the given side: ``sigma_c / (c_inf - side * c)`` (first order). Behind the
+    focus plane it grows without bound as ``c`` nears ``c_inf``; there it is inf."""
+    import torch
+
+    c_inf = _per_image(coc_at_infinity_batch(lens, fx))
+    room = c_inf - torch.where(behind, coc, -coc)
+    return torch.where(room > 0, coc_sigma / room.clamp_min(1e-12), torch.full_like(coc, math.inf))

@@ -50,7 +50,8 @@ class ReblurConfig:
     adapt: float = 1.5  # use scale s_k once the CoC read with the smaller scales exceeds adapt * s_{k-1}
     sigma_s: float = 400.0  # propagation extent (px)
     sigma_r: float = 0.5  # propagation range (summed RGB step that costs sigma_s px)
-    support_half: float = 25.0  # support (summed edge weight) at which the confidence is 0.5
+    support_radius: int = 7  # px: the neighbourhood whose edge evidence makes a pixel's confidence
+    support_half: float = 2.5  # mean edge weight in that neighbourhood at which the confidence is 0.5
     propagation_decimation: int = 2  # propagate on a grid this many times coarser (speed)
 
 
@@ -62,6 +63,8 @@ class DefocusEstimate:
     confidence: torch.Tensor  # [0, 1]: 0 = no edge evidence nearby
     sigma: torch.Tensor  # CoC standard deviation (px)
     edges: torch.Tensor  # bool: pixels where the blur was measured
+    # (B, 5, H, W) when asked for: log(g_k / g_1) for s_k = 0, 2, 4, 8 px, and log(g_1 / noise)
+    features: torch.Tensor | None = None
 
 
 # ------------------------------------------------------------------------------ filters
@@ -203,8 +206,10 @@ def _edges(g1: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def estimate_defocus(image_srgb: torch.Tensor, config: ReblurConfig | None = None) -> DefocusEstimate:
-    """Training-free CoC (px) of an sRGB image batch (B, 3, H, W) in [0, 1] (see module doc)."""
+def estimate_defocus(image_srgb: torch.Tensor, config: ReblurConfig | None = None,
+                     features: bool = False) -> DefocusEstimate:
+    """Training-free CoC (px) of an sRGB image batch (B, 3, H, W) in [0, 1] (see module doc).
+    ``features``: also return the contrast-free gradient features (network inputs)."""
     cfg = config or ReblurConfig()
     grid, log_h, noise_energy = (t.to(image_srgb.device) for t in _calibration())
     y = luminance(image_srgb)
@@ -231,12 +236,18 @@ def estimate_defocus(image_srgb: torch.Tensor, config: ReblurConfig | None = Non
         ws = F.avg_pool2d(weights, f, f, ceil_mode=True)
         vs = F.avg_pool2d(values * weights, f, f, ceil_mode=True) / ws.clamp_min(1e-12)
         gs = F.avg_pool2d(image_srgb.float(), f, f, ceil_mode=True)
-        coc, support = propagate(vs, ws * f * f, gs, cfg.sigma_s / f, cfg.sigma_r)
+        coc, _ = propagate(vs, ws * f * f, gs, cfg.sigma_s / f, cfg.sigma_r)
         coc = F.interpolate(coc, size=(h, w), mode="bilinear", align_corners=False)
-        support = F.interpolate(support, size=(h, w), mode="bilinear", align_corners=False)
     else:
-        coc, support = propagate(values, weights, image_srgb.float(), cfg.sigma_s, cfg.sigma_r)
+        coc, _ = propagate(values, weights, image_srgb.float(), cfg.sigma_s, cfg.sigma_r)
     coc = coc.clamp(0.0, COC_GRID_MAX)
+    r = cfg.support_radius
+    support = F.avg_pool2d(weights, 2 * r + 1, 1, r, count_include_pad=False)  # local edge evidence
     confidence = support / (support + cfg.support_half)
     sigma = (0.3 + 0.25 * coc) * (1.0 + 2.0 * (1.0 - confidence))
-    return DefocusEstimate(coc=coc, confidence=confidence, sigma=sigma, edges=edges)
+    feats = None
+    if features:
+        log_g = torch.log(g + 1e-12)
+        ratios = log_g[:, [0, 2, 3, 4]] - log_g[:, 1:2]
+        feats = torch.cat([ratios, log_g[:, 1:2] - torch.log(noise_g[:, 1:2])], 1)
+    return DefocusEstimate(coc=coc, confidence=confidence, sigma=sigma, edges=edges, features=feats)

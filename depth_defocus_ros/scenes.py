@@ -100,6 +100,9 @@ def add_scene_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structured-fraction", type=float, default=d.structured_fraction)
     p.add_argument("--gather-blur", action="store_true", help="ablation: occlusion-unaware blur")
     p.add_argument("--photo-folder", default=None, help="extra photographs for textures")
+    p.add_argument("--photo-fraction", type=float, default=d.photo_fraction, help="share of photographic textures")
+    p.add_argument("--max-coc-fraction", type=float, default=d.max_coc_fraction,
+                   help="largest CoC of a scene as a fraction of the image width")
     p.add_argument("--visible-blur-fraction", type=float, default=d.visible_blur_fraction,
                    help="share of scenes whose lens gives a CoC at infinity of at least "
                         "--visible-blur-min-px (px at the render width)")  # fmt: skip
@@ -113,7 +116,8 @@ def add_scene_args(p: argparse.ArgumentParser) -> None:
 def scene_config_from_args(args) -> SceneConfig:
     return SceneConfig(
         height=args.height, width=args.width, structured_fraction=args.structured_fraction,
-        occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder,
+        occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder, photo_fraction=args.photo_fraction,
+        max_coc_fraction=args.max_coc_fraction,
         visible_blur_fraction=args.visible_blur_fraction, visible_blur_min_px=args.visible_blur_min_px,
         noise_shot_range=tuple(args.noise_shot_range), noise_read_range=tuple(args.noise_read_range),
     )  # fmt: skip

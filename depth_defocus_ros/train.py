@@ -33,11 +33,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import DEFAULT_NORMALIZATION, build_model, load_checkpoint, save_checkpoint
+from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .data import ShardDataset
+from .estimator import DEFAULT_LONG_SIDE, select_device
 from .losses import LossWeights, multitask_loss
 from .metrics import MetricAccumulator
 from .model import DepthDefocusNet, ModelConfig
+from .optics import depth_on_side
 from .scenes import SceneConfig, SceneGenerator, SceneStream, add_scene_args, scene_config_from_args
 
 __all__ = ["add_train_args", "run_training", "Trainer"]
@@ -60,23 +62,19 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="mixed precision (fp16 autocast); auto = on for CUDA")  # fmt: skip
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the stream")
-    p.add_argument("--heads", choices=["both", "depth", "defocus"], default=None,
-                   help="default: both, or the --init checkpoint's")  # fmt: skip
     p.add_argument("--channels", default=None,
                    help=f"encoder widths, 1/2..1/32 (default {ARCH_DEFAULTS['channels']}, or the --init checkpoint's)")
     p.add_argument("--decoder-channels", default=None,
                    help=f"default {ARCH_DEFAULTS['decoder_channels']}, or the --init checkpoint's")
     p.add_argument("--blocks", type=int, default=None,
                    help="residual blocks per encoder stage (default 1, or the --init checkpoint's)")
-    p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--loss-weights", type=_loss_weights, default=None, metavar="TERM=W,...",
-                   help="override loss-term weights, e.g. final=0.5,consistency=0.1 (terms: "
-                        "coc, depth, side, consistency, final; defaults in losses.LossWeights)")  # fmt: skip
+                   help="override loss-term weights, e.g. side=1,depth=0.2 (terms: coc, sigma, side, "
+                        "depth; defaults in losses.LossWeights)")  # fmt: skip
     add_scene_args(p)
     p.add_argument("--process-long-side", type=int, default=None,
-                   help="processing resolution stored in the checkpoint: predict resizes inputs to this "
-                        "long side (px); scenes are drawn with fx up to 3x the render's, so 2x works "
-                        "(default 512, or the --init checkpoint's)")
+                   help="processing cap stored in the checkpoint: predict downsamples inputs whose long "
+                        "side exceeds it (px) and never upsamples (default 640, or the --init checkpoint's)")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tune)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--val-every", type=int, default=500)
@@ -131,8 +129,14 @@ def _ints(s: str) -> list:
     return [int(v) for v in s.split(",")]
 
 
-ARCH_DEFAULTS = {"channels": "16,24,40,64,96", "decoder_channels": "64,40,24,16,16", "blocks": 1, "heads": "both",
-                 "process_long_side": 512}  # fmt: skip
+def _arch_defaults() -> dict:
+    """Architecture options' defaults, from :class:`~.model.ModelConfig` (one source of truth)."""
+    cfg = ModelConfig()
+    return {"channels": ",".join(map(str, cfg.channels)), "decoder_channels": ",".join(map(str, cfg.decoder_channels)),
+            "blocks": cfg.blocks_per_stage, "process_long_side": DEFAULT_LONG_SIDE}  # fmt: skip
+
+
+ARCH_DEFAULTS = _arch_defaults()
 
 
 def resolve_architecture(args, init: dict | None) -> None:
@@ -143,7 +147,7 @@ def resolve_architecture(args, init: dict | None) -> None:
         cfg = init["model_config"]
         from_init = {"channels": ",".join(str(c) for c in cfg["channels"]),
                      "decoder_channels": ",".join(str(c) for c in cfg["decoder_channels"]),
-                     "blocks": cfg.get("blocks_per_stage", 1), "heads": cfg.get("heads", "both"),
+                     "blocks": cfg.get("blocks_per_stage", 1),
                      "process_long_side": init.get("process_long_side")}  # fmt: skip
     for k, default in ARCH_DEFAULTS.items():
         if getattr(args, k, None) is None:
@@ -157,11 +161,8 @@ class Trainer:
     def __init__(self, args):
         self.args = args
         self.world, self.rank, local = _dist_info()
-        if args.device == "auto":
-            dev = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-        else:
-            dev = args.device if args.device != "cuda" else f"cuda:{local}"
-        self.device = torch.device(dev)
+        dev = select_device(args.device)
+        self.device = torch.device(f"cuda:{local}") if dev.type == "cuda" and dev.index is None else dev
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
@@ -174,10 +175,8 @@ class Trainer:
         init = load_checkpoint(args.init) if args.init else None
         resolve_architecture(args, init)
         self.scene_cfg = scene_config_from_args(args)
-        self.model_cfg = ModelConfig(
-            channels=_ints(args.channels), decoder_channels=_ints(args.decoder_channels),
-            blocks_per_stage=args.blocks, dropout=args.dropout, heads=args.heads,
-        )  # fmt: skip
+        self.model_cfg = ModelConfig(channels=_ints(args.channels), decoder_channels=_ints(args.decoder_channels),
+                                     blocks_per_stage=args.blocks)  # fmt: skip
         self.model = DepthDefocusNet(self.model_cfg).to(self.device)
         if init is not None:
             src = build_model(init, args.init)
@@ -205,8 +204,6 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.ddp, device_ids=ids)
-        self.norm_mean = torch.tensor(DEFAULT_NORMALIZATION["mean"], device=self.device).view(1, 3, 1, 1)
-        self.norm_std = torch.tensor(DEFAULT_NORMALIZATION["std"], device=self.device).view(1, 3, 1, 1)
 
     # ------------------------------------------------------------------ data
     def _sources(self):
@@ -266,9 +263,8 @@ class Trainer:
         return a.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
     def forward(self, batch, model=None):
-        x = (batch["image"] - self.norm_mean) / self.norm_std
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            pred = (model or self.ddp)(x, batch["lens"], batch["fx"])
+            pred = (model or self.ddp)(batch["image"], batch["lens"], batch["fx"])
         if isinstance(pred, tuple):  # the domain-adaptation wrapper: (prediction, domain logits)
             pred = pred[0]
         return {k: v.float() for k, v in pred.items()}
@@ -281,8 +277,7 @@ class Trainer:
         b = batch["image"].shape[0]
         target = match_batch({k: target[k].to(self.device) for k in ("image", "lens", "fx")},
                              tuple(batch["image"].shape[-2:]))  # fmt: skip
-        img = torch.cat([batch["image"], target["image"]])
-        x = (img - self.norm_mean) / self.norm_std
+        x = torch.cat([batch["image"], target["image"]])
         lam = grl_lambda(self.step, self.args.steps)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             pred, logits = self.ddp(x, torch.cat([batch["lens"], target["lens"]]),
@@ -300,7 +295,7 @@ class Trainer:
             pred, dloss, dterms = self.forward_domain(batch, target)
         else:
             pred = self.forward(batch)
-        loss, terms = multitask_loss(pred, batch, self.weights, self.model_cfg.heads)
+        loss, terms = multitask_loss(pred, batch, self.weights)
         if target is not None:
             terms["task"] = float(loss.detach())
             terms.update(dterms)
@@ -334,14 +329,18 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         self.model.eval()
-        acc = MetricAccumulator()
+        acc, phys = MetricAccumulator(), MetricAccumulator()
         last = None
         for b in self._val_batches():
             b = self._to_device(b)
             pred = self.forward(b, self.model)
+            behind = pred["side_logit"] >= 0
+            pred["depth"] = depth_on_side(pred["coc"], behind, b["lens"], b["fx"], 100.0)
             acc.update(pred["depth"], pred["coc"], b["depth"], b["defocus"], b["lens"][:, 2], b["valid"])
+            phys.update(pred["depth"], pred["coc_physics"], b["depth"], b["defocus"], b["lens"][:, 2], b["valid"])
             last = (b, pred)
         res = acc.result()
+        res["overall"]["coc_mae_physics"] = phys.result()["overall"]["coc_mae"]
         if self.is_main and last is not None:
             from .viz import save_prediction_grid
 
@@ -354,7 +353,6 @@ class Trainer:
         ck = {
             "model_config": self.model_cfg.to_dict(),
             "state_dict": self.model.state_dict(),
-            "normalization": DEFAULT_NORMALIZATION,
             "process_long_side": int(self.args.process_long_side),
             "process_multiple": 32,
             "max_depth_m": 100.0,
@@ -441,10 +439,11 @@ class Trainer:
             return
         res = self.validate()
         o = res["overall"]
-        score = o["abs_rel"] + o["coc_mae"] * 0.1 + (1 - o.get("side_acc", 0.0))
+        score = o["coc_mae"] / max(o["coc_mae_physics"], 1e-6) + (1 - o.get("side_acc", 0.0))
         self._log({"kind": "val", "step": self.step, **{f"val_{k}": v for k, v in o.items()}})
-        tqdm_write(f"step {self.step}: val AbsRel {o['abs_rel']:.3f} d1 {o['delta1']:.3f} "
-                   f"CoC MAE {o['coc_mae']:.3f}px side {o.get('side_acc', float('nan')):.3f}")  # fmt: skip
+        tqdm_write(f"step {self.step}: val CoC MAE {o['coc_mae']:.3f}px (training-free "
+                   f"{o['coc_mae_physics']:.3f}px) side {o.get('side_acc', float('nan')):.3f} "
+                   f"AbsRel {o['abs_rel']:.3f} d1 {o['delta1']:.3f}")  # fmt: skip
         if score < self.best:
             self.best = score
             save_checkpoint(self.out / "best.pt", self.checkpoint_dict(o, training=False))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["colorize", "depth_preview", "defocus_preview", "save_prediction_grid", "plot_training_curves"]
+__all__ = ["colorize", "depth_preview", "defocus_preview", "save_prediction_grid", "plot_training_curves",
+           "save_overview"]
 
 
 def colorize(values: np.ndarray, lo: float, hi: float, cmap: str = "turbo", log: bool = False) -> np.ndarray:
@@ -86,4 +87,46 @@ def plot_training_curves(metrics_jsonl, out_png) -> None:
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+
+
+def save_overview(path, frames, max_depth_m: float = 20.0) -> None:
+    """One row per frame: input | published depth | measured depth | relative depth error |
+    defocus, titled with the frame's lens and numbers. Black in the depth columns: not published
+    (or no measurement). ``frames``: (n, (name, rgb, gt_depth, lens), depth, defocus, metrics)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = len(frames)
+    fig, axes = plt.subplots(rows, 5, figsize=(20, 3.2 * rows), squeeze=False)
+    for ax_row, (_n, (name, rgb, gt, lens), depth, defocus, m) in zip(axes, frames):
+        lo = max(0.1, float(np.nanpercentile(gt, 1)) * 0.8) if np.isfinite(gt).any() else 0.2
+        hi = min(max_depth_m, float(np.nanpercentile(gt, 99)) * 1.25) if np.isfinite(gt).any() else max_depth_m
+        rel = np.abs(depth - gt) / gt
+        cmap = matplotlib.colormaps["turbo"].copy()
+        cmap.set_bad("black")
+        panels = [
+            (rgb, None, f"{name}: {lens.focal_length_m * 1000:g} mm f/{lens.f_number:g}, "
+                        f"focus {lens.focus_distance_m:g} m"),
+            (depth, (lo, hi), f"depth (m): AbsRel {m.get('abs_rel', float('nan')):.3f}, "
+                              f"d<1.25 {m.get('delta1', float('nan')):.2f} on {m['coverage']:.0%}"),
+            (gt, (lo, hi), "measured depth (m)"),
+            (rel, (0.0, 0.5), "relative depth error |d - d_gt| / d_gt"),
+            (defocus, (0.0, max(4.0, float(np.nanpercentile(defocus, 99)))),
+             f"defocus (CoC px): MAE {m['coc_mae']:.2f} px"),
+        ]  # fmt: skip
+        for ax, (img, rng, title) in zip(ax_row, panels):
+            if rng is None:
+                ax.imshow(img)
+            else:
+                im = ax.imshow(np.ma.masked_invalid(img), cmap=cmap if img is not defocus else "magma",
+                               vmin=rng[0], vmax=rng[1])  # fmt: skip
+                fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -1,8 +1,11 @@
-"""Render the bundled sample sequence (data/samples): structured synthetic scenes at 640x480 seen
-by one fixed camera (35 mm lens on a full-frame sensor, f/1.8, focused at 1.2 m).
+"""Make the bundled sample sequence (data/samples): the Middlebury 2014 "Motorcycle" left view with
+its measured depth (scikit-image's copy, see depth_defocus_ros/realbench.py), re-focused by the
+package's renderer at four lens settings, at the shipped width (741x500 px), with sensor noise + JPEG.
 
-Writes ``frame_NNN.png`` (focused sRGB), ``frame_NNN_depth.png`` (ground-truth depth, uint16 mm)
-and ``camera.yaml`` (lens settings and intrinsics). Usage: python scripts/make_samples.py [OUT]
+A real photograph with measured depth, not training data (the benchmark is never trained on).
+Writes ``frame_NNN.png`` (focused sRGB), ``frame_NNN_depth.png`` (measured depth, uint16 mm, 0 =
+unknown) and ``camera.yaml`` (intrinsics, and the lens settings of each frame).
+Usage: python scripts/make_samples.py [OUT]
 """
 
 import sys
@@ -12,32 +15,34 @@ import cv2
 import numpy as np
 import yaml
 
-from depth_defocus_ros.scenes import SceneConfig, SceneGenerator
+from depth_defocus_ros.realbench import FULL_WIDTH, MOTORCYCLE, RealCase, motorcycle_scene, render_case
 
-W, H = 640, 480
-F_M, N, D_F = 0.035, 1.8, 1.2
-FX = 35.0 / 36.0 * W
+# (focal length mm, f-number, focus distance m): focused beyond the scene (everything in front of
+# the focus plane), far beyond it, inside it, and in front of it (everything behind)
+LENSES = ((85.0, 2.8, 6.0), (70.0, 1.8, 10.0), (50.0, 1.4, 3.2), (35.0, 1.4, 2.0))
 
 
-def main(out="data/samples", frames=4, seed=7):
+def main(out="data/samples"):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = SceneConfig(height=H, width=W, structured_fraction=1.0, fixed_fx=FX, fixed_lens=(F_M, N, D_F),
-                      jpeg_prob=0.0, max_depth_m=60.0)
-    gen = SceneGenerator(cfg, seed=seed)
-    for i in range(frames):
-        b = gen.batch(1)
-        img = (b["image"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        cv2.imwrite(str(out / f"frame_{i:03d}.png"), img[:, :, ::-1])
-        depth_mm = np.clip(b["depth"][0, 0].numpy() * 1000, 0, 65535).round().astype(np.uint16)
+    scene = motorcycle_scene()
+    frames = []
+    for i, (f_mm, n, d_f) in enumerate(LENSES):
+        r = render_case(RealCase(f_mm, n, d_f, FULL_WIDTH, degraded=True), scene)
+        cv2.imwrite(str(out / f"frame_{i:03d}.png"), r["image"][:, :, ::-1])
+        depth_mm = np.where(np.isfinite(r["depth"]), np.round(r["depth"] * 1000), 0).astype(np.uint16)
         cv2.imwrite(str(out / f"frame_{i:03d}_depth.png"), depth_mm)
-        print(f"frame {i}: CoC max {float(b['defocus'].max()):.1f} px")
+        frames.append({"focal_length_mm": f_mm, "f_number": n, "focus_distance_m": d_f})
+        print(f"frame {i}: {f_mm:g} mm f/{n:g} focused at {d_f:g} m, CoC up to {np.nanmax(r['coc']):.1f} px")
+    h, w = r["image"].shape[:2]
+    scale = w / 741
     cam = {
-        "width": W, "height": H, "fx": FX, "fy": FX, "cx": W / 2, "cy": H / 2,
-        "focal_length_mm": F_M * 1000, "f_number": N, "focus_distance_m": D_F,
-        "frame_id": "camera_optical_frame", "rate_hz": 5.0,
-        "note": "synthetic scenes rendered by scripts/make_samples.py; *_depth.png is ground truth (uint16 mm)",
-    }
+        "width": w, "height": h, "fx": float(r["fx"]), "fy": float(r["fx"]),
+        "cx": MOTORCYCLE["cx"] * scale, "cy": MOTORCYCLE["cy"] * scale, "frame_id": "camera_optical_frame",
+        "rate_hz": 2.0, "frames": frames,
+        "note": "Middlebury 2014 Motorcycle (left view, measured depth) re-focused by scripts/make_samples.py; "
+                "*_depth.png is the measured depth (uint16 mm, 0 = unknown)",
+    }  # fmt: skip
     (out / "camera.yaml").write_text(yaml.safe_dump(cam, sort_keys=False))
 
 

@@ -43,7 +43,7 @@ def test_bags_to_dataset_to_finetune_to_eval(tmp_path, capsys):
         tmp_path / "ft" / "best.pt", "--height", "64", "--width", "64", "--val-scenes", "2", *common)  # fmt: skip
     # eval on the test split
     r = cli("eval", "--model", tmp_path / "mix" / "best.pt", "--data", ds, "--split", "test", "--out",
-            tmp_path / "eval.json", "--device", "cpu")  # fmt: skip
+            tmp_path / "eval.json", "--device", "cpu", "--max-relative-error", "1e9")  # all published  # fmt: skip
     res = json.loads((tmp_path / "eval.json").read_text())["sets"][str(ds)]
     assert res["images"] == man["split_samples"]["test"] and "side_acc" in res["overall"] and "AbsRel" in r.out
     shares = [v["share"] for v in res["side_by_confidence"].values()]  # the side's reliability table

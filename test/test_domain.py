@@ -19,7 +19,7 @@ from depth_defocus_ros.domain import (
 )
 from depth_defocus_ros.model import DepthDefocusNet, ModelConfig
 
-TINY = ModelConfig(channels=[8, 8, 16, 16, 16], decoder_channels=[16, 16, 8, 8, 8])
+TINY = ModelConfig(channels=[8, 8, 16, 16, 16], decoder_channels=[16, 8, 8, 8])
 
 
 def test_gradient_reversal_and_schedule():
@@ -45,7 +45,7 @@ def test_domain_loss_trains_the_encoder_against_the_classifier_and_leaves_the_de
     for lam in (1.0, -1.0):  # -1: plain (not reversed) gradient, for comparison
         da.zero_grad(set_to_none=True)
         pred, logits = da(x, lens, fx, lam)
-        assert logits.shape == (4, 1, 2, 2) and pred["depth"].shape == (4, 1, 64, 64)
+        assert logits.shape == (4, 1, 2, 2) and pred["coc"].shape == (4, 1, 64, 64)
         loss, acc = domain_loss(logits, is_target)
         assert 0.0 <= acc <= 1.0 and torch.isfinite(loss)
         loss.backward()
@@ -94,7 +94,7 @@ def unlabeled(tmp_path_factory):
 
 def test_train_with_domain_adaptation_runs_and_resumes(tmp_path, unlabeled, capsys):
     args = ["train", "--out", str(tmp_path / "run"),
-            "--process-long-side", "64", "--channels", "8,8,16,16,16", "--decoder-channels", "16,16,8,8,8",
+            "--process-long-side", "64", "--channels", "8,8,16,16,16", "--decoder-channels", "16,8,8,8",
             "--height", "64", "--width", "64", "--batch-size", "2", "--val-scenes", "2", "--log-every", "1",
             "--domain-data", str(unlabeled), "--domain-weight", "0.5"]  # fmt: skip
     assert main(args + ["--steps", "2", "--val-every", "2"]) == 0  # in this process: no second torch start-up

@@ -1,19 +1,22 @@
-"""Estimator: any input size, outputs at the input resolution, units rescaled with the resize."""
+"""Estimator: any input size, processed at the camera's resolution (never upsampled), outputs at
+the input resolution with the CoC in input pixels, depth only where it is determined."""
 
 import cv2
 import numpy as np
 import pytest
 
-from depth_defocus_ros.estimator import Estimator, InputError
+from depth_defocus_ros.estimator import TRAINING_FREE, Estimator, InputError, processing_size
 from depth_defocus_ros.optics import Lens, LensError
 from depth_defocus_ros.testing import make_tiny_checkpoint
 
 LENS = Lens.from_mm(35.0, 1.8, 1.2)
 
 
-@pytest.fixture(scope="module")
-def est(tmp_path_factory):
-    p = make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt")
+@pytest.fixture(scope="module", params=["network", "training-free"])
+def est(request, tmp_path_factory):
+    if request.param == "training-free":
+        return Estimator.load(TRAINING_FREE, device="cpu")
+    p = make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", long_side=320, random_correction=True)
     return Estimator.load(p, device="cpu")
 
 
@@ -23,31 +26,48 @@ def _image(w, h, seed=0):
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
+def test_processing_size_never_upsamples():
+    assert processing_size(240, 320, 640) == (240, 320, 1.0)
+    assert processing_size(720, 1280, 640) == (360, 640, 0.5)
+
+
 @pytest.mark.parametrize("w, h", [(640, 480), (333, 101), (97, 211), (1280, 720)])
 def test_any_size_gives_input_resolution(est, w, h):
-    pred = est.predict(_image(w, h), LENS, fx=0.9 * w)
-    assert pred.depth.shape == (h, w) and pred.defocus.shape == (h, w)
-    assert pred.depth.dtype == np.float32 and pred.defocus.dtype == np.float32
-    assert pred.uncertainty is None
-    assert np.isfinite(pred.depth).all() and (pred.depth > 0).all() and (pred.defocus >= 0).all()
+    pred = est.predict(_image(w, h), LENS, fx=0.9 * w, uncertainty=True)
+    for m in (pred.depth, pred.defocus, pred.uncertainty, pred.relative_error, pred.side_prob):
+        assert m.shape == (h, w) and m.dtype == np.float32
+    assert (pred.defocus >= 0).all()
+    fin = np.isfinite(pred.depth)
+    assert (pred.depth[fin] > 0).all()
+    # published exactly where the expected relative error is small enough
+    assert np.array_equal(fin, np.isfinite(pred.depth) & (pred.relative_error <= 0.25))
 
 
-def test_resizing_scales_defocus_and_keeps_depth(est):
-    """The same scene at 320x240 and 640x480 (fx doubled): CoC doubles, depth stays."""
-    small = _image(320, 240)
-    big = cv2.resize(small, (640, 480), interpolation=cv2.INTER_LINEAR)
-    a = est.predict(small, LENS, fx=300.0)
-    b = est.predict(big, LENS, fx=600.0)
-    ratio = np.median(b.defocus) / np.median(a.defocus)
-    assert ratio == pytest.approx(2.0, rel=0.03)
-    assert np.median(b.depth) == pytest.approx(np.median(a.depth), rel=0.03)
+def test_downsampling_beyond_the_cap_scales_the_coc(est):
+    """An image twice the cap is read at half size: its CoC (in its own px) is twice the half-size
+    image's, and the depth (m) is the same."""
+    cap = est.long_side
+    small = _image(cap // 2, cap * 3 // 8)
+    big = cv2.resize(small, (cap * 2, cap * 3 // 2), interpolation=cv2.INTER_LINEAR)
+    half = cv2.resize(big, (cap, cap * 3 // 4), interpolation=cv2.INTER_AREA)
+    a = est.predict(half, LENS, fx=300.0, focus_side="front", max_relative_error=1e9)
+    b = est.predict(big, LENS, fx=600.0, focus_side="front", max_relative_error=1e9)
+    b_half = cv2.resize(b.defocus, (cap, cap * 3 // 4), interpolation=cv2.INTER_AREA)
+    assert np.median(b_half / np.maximum(a.defocus, 1e-3)) == pytest.approx(2.0, rel=0.05)
+    assert np.nanmedian(b.depth) == pytest.approx(np.nanmedian(a.depth), rel=0.05)
 
 
-def test_uncertainty(est):
-    pred = est.predict(_image(160, 120), LENS, fx=150.0, uncertainty=True, mc_samples=4)
-    assert pred.uncertainty.shape == (120, 160) and (pred.uncertainty >= 0).all()
-    depth, defocus, unc = pred
-    assert unc is pred.uncertainty
+def test_focus_side_and_threshold(est):
+    img = _image(160, 120)
+    front = est.predict(img, LENS, fx=150.0, focus_side="front", max_relative_error=1e9)
+    assert np.isfinite(front.depth).all() and (front.depth <= LENS.focus_distance_m + 1e-4).all()
+    assert (front.side_prob == 0).all()
+    strict = est.predict(img, LENS, fx=150.0, focus_side="front", max_relative_error=1e-4)
+    assert np.isfinite(strict.depth).mean() < np.isfinite(front.depth).mean()
+    with pytest.raises(ValueError, match="focus_side"):
+        est.predict(img, LENS, fx=150.0, focus_side="sideways")
+    depth, defocus, unc = est.predict(img, LENS, fx=150.0, uncertainty=True)
+    assert unc.shape == depth.shape
 
 
 @pytest.mark.parametrize("bad, word", [
@@ -55,7 +75,7 @@ def test_uncertainty(est):
     (np.zeros((48, 64, 4), np.uint8), "HxWx3"),
     (np.zeros((48, 64, 3), np.uint16), "uint8"),
     (np.zeros((0, 64, 3), np.uint8), "too small"),
-])
+])  # fmt: skip
 def test_bad_images(est, bad, word):
     with pytest.raises(InputError, match=word):
         est.predict(bad, LENS, fx=50.0)
@@ -66,7 +86,7 @@ def test_bad_images(est, bad, word):
     ({"focal_length_m": 0.035, "f_number": 2.0, "focus_distance_m": 0.02}, 50.0, "greater than"),
     (LENS, -3.0, "fx"),
     (LENS, float("nan"), "fx"),
-])
+])  # fmt: skip
 def test_bad_lens(est, lens, fx, word):
     with pytest.raises(LensError, match=word):
         est.predict(_image(64, 48), lens, fx=fx)

@@ -1,63 +1,51 @@
-"""Network: shapes, the thin-lens composition, MC dropout, the ablation heads."""
-
-import math
+"""Network: shapes; an untrained network is the training-free estimate; the defocus path never
+sees the lens, the depth decoder does."""
 
 import pytest
 import torch
 
-from depth_defocus_ros.model import DepthDefocusNet, ModelConfig, coc_at_infinity, compose_depth
-from depth_defocus_ros.optics import Lens, depth_candidates
+from depth_defocus_ros.model import DepthDefocusNet, ModelConfig
+from depth_defocus_ros.reblur import estimate_defocus
 
-SMALL = dict(channels=[8, 8, 16, 16, 16], decoder_channels=[16, 16, 8, 8, 8])
+SMALL = dict(channels=[8, 8, 16, 16, 16], decoder_channels=[16, 8, 8, 8])
 
 
 def _inputs(b=2, h=64, w=96):
     torch.manual_seed(0)
-    return torch.randn(b, 3, h, w), torch.tensor([[0.05, 2.0, 2.0]] * b), torch.full((b,), 300.0)
+    return torch.rand(b, 3, h, w), torch.tensor([[0.05, 2.0, 2.0]] * b), torch.full((b,), 300.0)
 
 
-@pytest.mark.parametrize("heads", ["both", "depth", "defocus"])
-def test_outputs_and_shapes(heads):
-    net = DepthDefocusNet(ModelConfig(heads=heads, **SMALL)).eval()
-    out = net(*_inputs())
-    for k in ("coc", "side_logit" if heads != "depth" else "coc", "depth", "log_ratio"):
-        assert out[k].shape == (2, 1, 64, 96)
-    assert bool((out["coc"] >= 0).all()) and bool((out["depth"] > 0).all())
-
-
-def test_depth_is_one_of_the_two_thin_lens_solutions():
-    lens_t = torch.tensor([[0.05, 2.0, 2.0]])
-    fx = torch.tensor([1000.0])
-    coc = torch.full((1, 1, 2, 2), 6.410256410256)
-    logit = torch.tensor([[[[3.0, -3.0], [0.5, -0.1]]]])
-    d = compose_depth(coc, logit, lens_t, fx)
-    near, far = depth_candidates(6.410256410256, Lens(0.05, 2.0, 2.0), 1000.0)
-    torch.testing.assert_close(d[0, 0], torch.tensor([[far, near], [far, near]], dtype=torch.float32))
-    # never a blend near the focus plane
-    assert not bool(((d - 2.0).abs() < 0.3).any())
-    assert float(coc_at_infinity(lens_t, fx)) == pytest.approx(12.820513, rel=1e-5)
-    # beyond the far limit: max depth
-    assert float(compose_depth(torch.full((1, 1, 1, 1), 20.0), torch.ones(1, 1, 1, 1), lens_t, fx, 80.0)) == 80.0
-
-
-def test_mc_dropout_only_when_asked():
-    net = DepthDefocusNet(ModelConfig(dropout=0.3, **SMALL)).eval()
-    x, lens, fx = _inputs(1)
-    with torch.no_grad():
-        a, b = net(x, lens, fx)["coc"], net(x, lens, fx)["coc"]
-        assert torch.equal(a, b)
-        net.set_mc_dropout(True)
-        c, d = net(x, lens, fx)["coc"], net(x, lens, fx)["coc"]
-    assert not torch.equal(c, d)
-
-
-def test_lens_conditioning_changes_the_output():
+def test_outputs_and_shapes():
     net = DepthDefocusNet(ModelConfig(**SMALL)).eval()
-    for p in net.parameters():  # FiLM starts at zero: perturb so that the test is meaningful
-        torch.nn.init.normal_(p, std=0.05) if p.dim() == 2 else None
-    x, lens, fx = _inputs(1)
     with torch.no_grad():
-        a = net(x, lens, fx)["coc"]
-        b = net(x, torch.tensor([[0.05, 8.0, 2.0]]), fx)["coc"]
-    assert not torch.allclose(a, b)
-    assert math.isfinite(float(a.sum()))
+        out = net(*_inputs())
+    for k in ("coc", "coc_physics", "confidence", "coc_sigma", "side_logit", "log_ratio"):
+        assert out[k].shape == (2, 1, 64, 96), k
+    assert bool((out["coc"] >= 0).all()) and bool((out["coc_sigma"] > 0).all())
+
+
+def test_untrained_network_is_the_training_free_estimate():
+    """The correction's last layer starts at zero: training starts from physics."""
+    net = DepthDefocusNet(ModelConfig(**SMALL)).eval()
+    x, lens, fx = _inputs()
+    with torch.no_grad():
+        out = net(x, lens, fx)
+    phys = estimate_defocus(x)
+    torch.testing.assert_close(out["coc"], phys.coc)
+    torch.testing.assert_close(out["coc_sigma"], phys.sigma)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_defocus_path_ignores_the_lens_and_the_side_reads_it(seed):
+    torch.manual_seed(seed)
+    net = DepthDefocusNet(ModelConfig(**SMALL)).eval()
+    for p in net.parameters():  # zero-initialised layers (correction, FiLM) perturbed: a trained-like net
+        if p.dim() >= 2:
+            torch.nn.init.normal_(p, std=0.1)
+    x, lens, fx = _inputs(1)
+    other = torch.tensor([[0.085, 1.4, 0.8]])
+    with torch.no_grad():
+        a, b = net(x, lens, fx), net(x, other, fx * 2)
+    torch.testing.assert_close(a["coc"], b["coc"])  # CoC in px is a property of the image
+    assert not torch.allclose(a["coc"], a["coc_physics"])  # the correction is active
+    assert not torch.allclose(a["side_logit"], b["side_logit"])  # the side depends on the lens

@@ -44,14 +44,14 @@ def test_ray_cast_ground_plane_and_sphere_depths_are_exact():
     light = torch.tensor([0.0, -1.0, 0.0])
     ey = torch.tensor([0.0, 1.0, 0.0])
     gen._plane(canvas, torch.tensor([0.0, h, 0.0]), -ey, torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0]),
-               tex, 1.0, light)
+               tex, 1.0, light, fx)
     v = torch.arange(48) + 0.5 - 24  # pixel centre rows relative to the principal point
     below = v > 0
     expected = h * fx / v[below]
     torch.testing.assert_close(canvas.t[below][:, 0], expected, rtol=1e-5, atol=1e-5)
     assert bool(torch.isinf(canvas.t[~below]).all())  # above the horizon: no ground
     # a sphere of radius 0.5 m centred 3 m ahead: nearest point on the axis at z = 2.5 m
-    gen._sphere(canvas, torch.tensor([0.0, 0.0, 3.0]), 0.5, tex, light)
+    gen._sphere(canvas, torch.tensor([0.0, 0.0, 3.0]), 0.5, tex, 0.5, light)
     assert float(canvas.t[23:25, 31:33].min()) == pytest.approx(2.5, rel=2e-3)
 
 
@@ -65,7 +65,7 @@ def test_fixed_camera_is_honoured():
 def test_visible_blur_share_raises_the_coc_at_infinity():
     """With every scene drawn for visible blur, the CoC at infinity (px at the render width) is at
     least the minimum wherever the camera can reach it, and far above the default draw's."""
-    from depth_defocus_ros.model import coc_at_infinity
+    from depth_defocus_ros.optics import coc_at_infinity_batch as coc_at_infinity
 
     base = SceneConfig(height=48, width=64, texture_size=64)
     vis = SceneConfig(height=48, width=64, texture_size=64, visible_blur_fraction=1.0, visible_blur_min_px=1.0)

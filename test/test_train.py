@@ -12,8 +12,8 @@ from depth_defocus_ros.checkpoint import load_checkpoint
 from depth_defocus_ros.data import render_shards
 from depth_defocus_ros.scenes import SceneConfig
 
-TINY = ["--process-long-side", "64", "--channels", "8,8,16,16,16", "--decoder-channels", "16,16,8,8,8",
-        "--height", "64", "--width", "64",
+TINY = ["--process-long-side", "64", "--channels", "8,8,16,16,16", "--decoder-channels", "16,8,8,8",
+        "--height", "64", "--width", "64", "--visible-blur-fraction", "1.0",
         "--batch-size", "2", "--val-scenes", "2", "--log-every", "1", "--lr", "1e-3"]
 
 
@@ -78,8 +78,8 @@ def test_loss_weights_option_parses_and_refuses_unknown_terms():
     from depth_defocus_ros.losses import LossWeights
     from depth_defocus_ros.train import _loss_weights
 
-    w = LossWeights(**_loss_weights("final=0.5,consistency=0"))
-    assert (w.final, w.consistency, w.coc) == (0.5, 0.0, 1.0)
+    w = LossWeights(**_loss_weights("side=0.5,depth=0"))
+    assert (w.side, w.depth, w.coc) == (0.5, 0.0, 1.0)
     with pytest.raises(argparse.ArgumentTypeError, match="unknown loss term 'blur'"):
         _loss_weights("blur=1")
     with pytest.raises(argparse.ArgumentTypeError, match="not TERM=NUMBER"):

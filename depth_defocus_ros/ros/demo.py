@@ -1,12 +1,15 @@
 """``depth-defocus demo``: camera player -> depth_defocus_node -> listener, in one process over DDS.
 
-The player publishes the bundled sample sequence (data/samples: frame_NNN.png + camera.yaml) as
-sensor_msgs/Image + CameraInfo at a fixed rate; the node runs as it would on a robot (same class,
-same parameters, latest frame wins); the listener subscribes to the node's outputs and writes
+The player publishes the bundled sample sequence (data/samples: a real photograph with measured
+depth, the Middlebury Motorcycle, re-focused at four lens settings; frame_NNN.png + camera.yaml) as
+sensor_msgs/Image + CameraInfo; before each frame it sets the node's lens parameters to that
+frame's (as a user refocusing the camera would with ``ros2 param set``). The node runs as it would
+on a robot (same class, same parameters); the listener subscribes to the node's outputs and writes
 what came back into ``--out``: ``depth_NNN.png`` and ``defocus_NNN.png`` (colour previews),
-``depth_NNN_mm.png`` (uint16 depth in mm, 0 = invalid, like the samples' ground truth),
-``points.ply`` (the last point cloud), ``overview.png`` (input | depth | defocus of the last
-frame) and ``summary.json`` (frames in/out, rate, latency, depth error against the ground truth).
+``depth_NNN_mm.png`` (uint16 depth in mm, 0 = not published, like the samples' ground truth),
+``points.ply`` (the last point cloud), ``overview.png`` (per frame: input | depth | measured depth
+| depth error | defocus, with the numbers) and ``summary.json`` (frames in/out, rate, latency, and
+per frame the CoC MAE, AbsRel, delta < 1.25 and coverage against the measured depth).
 
 Everything runs in the namespace ``/depth_defocus_demo`` with discovery kept on this machine
 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` unless set), so it neither sees nor disturbs a robot.
@@ -45,32 +48,40 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     dm.add_argument("--rate", type=positive("--rate"), default=None,
                     help="publishing rate in Hz (default: rate_hz of the samples' camera.yaml)")  # fmt: skip
     dm.add_argument("--samples", default=None, help="folder with frame_NNN.png and camera.yaml (default: bundled)")
-    dm.add_argument("--uncertainty", action="store_true", help="also compute depth/uncertainty (slower)")
+    dm.add_argument("--uncertainty", action="store_true", help="also publish depth/uncertainty")
+    dm.add_argument("--max-depth", type=positive("--max-depth"), default=20.0,
+                    help="the node's max_depth_m, the far end of the working range (m; default 20)")
     dm.add_argument("--timeout", type=positive("--timeout"), default=300.0, help="give up after this many seconds")
     dm.set_defaults(func=run_demo)
     return dm
 
 
 def load_samples(folder=None):
-    """(list of (name, HxWx3 uint8 RGB, HxW float32 ground-truth depth in m or None), camera dict)."""
+    """(list of (name, HxWx3 uint8 RGB, HxW float32 ground-truth depth in m (NaN = unknown) or
+    None, Lens), camera dict). The lens of frame i is ``camera.yaml``'s ``frames[i]``, else its
+    top-level ``focal_length_mm``, ``f_number``, ``focus_distance_m``."""
     import cv2
     import yaml
 
-    from .paths import package_share_path
+    from ..paths import package_share_path
 
     folder = Path(folder) if folder else package_share_path("data", "samples")
     cam_file = folder / "camera.yaml"
     if not cam_file.is_file():
         raise FileNotFoundError(f"no camera.yaml in {folder} (the demo needs data/samples)")
     cam = yaml.safe_load(cam_file.read_text())
+    from ..optics import Lens
+
     frames = []
-    for p in sorted(folder.glob("frame_[0-9][0-9][0-9].png")):
+    for i, p in enumerate(sorted(folder.glob("frame_[0-9][0-9][0-9].png"))):
+        spec = (cam.get("frames") or [])[i] if i < len(cam.get("frames") or []) else cam
+        lens = Lens.from_mm(spec["focal_length_mm"], spec["f_number"], spec["focus_distance_m"])
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if bgr is None:
             raise RuntimeError(f"cannot read {p}")
         gt = cv2.imread(str(p.with_name(p.stem + "_depth.png")), cv2.IMREAD_UNCHANGED)
         gt = None if gt is None else np.where(gt > 0, gt.astype(np.float32) / 1000.0, np.nan).astype(np.float32)
-        frames.append((p.stem, np.ascontiguousarray(bgr[:, :, ::-1]), gt))
+        frames.append((p.stem, np.ascontiguousarray(bgr[:, :, ::-1]), gt, lens))
     if not frames:
         raise FileNotFoundError(f"no frame_NNN.png in {folder}")
     return frames, cam
@@ -92,6 +103,7 @@ def run_demo(args) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+    from ..optics import coc_px
     from .conversions import camera_info_from_intrinsics, image_to_numpy, numpy_to_image, pointcloud2_to_array
     from .node import DepthDefocusNode
     from .pointcloud import Intrinsics, unpack_rgb, write_ply
@@ -121,7 +133,12 @@ def run_demo(args) -> int:
             if n >= args.frames:
                 self.timer.cancel()
                 return
-            name, rgb, _ = frames[n % len(frames)]
+            if n and not (node.idle() and node.stats.counts["frames_out"] >= n):
+                return  # the previous frame is still being processed with its lens: wait
+            name, rgb, _, lens = frames[n % len(frames)]
+            node.set_parameters([Parameter("focal_length_mm", value=lens.focal_length_m * 1000.0),
+                                 Parameter("f_number", value=lens.f_number),
+                                 Parameter("focus_distance_m", value=lens.focus_distance_m)])  # fmt: skip
             img = numpy_to_image(rgb, "rgb8")
             img.header.frame_id = frame_id
             img.header.stamp = self.get_clock().now().to_msg()
@@ -141,6 +158,7 @@ def run_demo(args) -> int:
                          for t in OUTPUTS]  # fmt: skip
             self.pending: dict[int, dict] = {}
             self.done: list[dict] = []
+            self.figures: list = []
             self.last = None
 
         def on_msg(self, topic, msg):
@@ -169,16 +187,20 @@ def run_demo(args) -> int:
                    "depth_median_m": float(np.nanmedian(depth)) if np.isfinite(depth).any() else None,
                    "coc_median_px": float(np.median(defocus))}  # fmt: skip
             if sample is not None and sample[2] is not None:
-                gt = sample[2]
-                ok = np.isfinite(gt) & np.isfinite(depth) & (gt > 0)
-                if ok.any():
-                    rec["abs_rel"] = float(np.mean(np.abs(depth[ok] - gt[ok]) / gt[ok]))
+                from ..realeval import case_metrics
+
+                gt, lens = sample[2], sample[3]
+                gt_coc = coc_px(np.nan_to_num(gt, nan=1.0), lens, intr.fx)
+                gt_coc = np.where(np.isfinite(gt), gt_coc, np.nan)
+                rec.update(case_metrics(depth, defocus, gt, gt_coc, lens.focus_distance_m))
+                self.figures.append((n, sample, depth, defocus, rec))
             rec["t_recv"] = got["t_recv"]
             self.done.append(rec)
-            self.last = (n, name, got["points"], sample, depth_png, defocus_png)
-            print(f"  frame {n} ({name}): depth median {rec['depth_median_m'] or float('nan'):.2f} m, CoC median "
-                  f"{rec['coc_median_px']:.2f} px, latency {rec['latency_ms']:.0f} ms"
-                  + (f", AbsRel {rec['abs_rel']:.3f}" if "abs_rel" in rec else ""), flush=True)  # fmt: skip
+            self.last = (n, name, got["points"])
+            print(f"  frame {n} ({name}): " + (f"CoC MAE {rec['coc_mae']:.2f} px, " if "coc_mae" in rec else "")
+                  + (f"AbsRel {rec['abs_rel']:.3f} " if "abs_rel" in rec else "")
+                  + (f"on {rec['coverage']:.0%} of the pixels, " if "coverage" in rec else "")
+                  + f"latency {rec['latency_ms']:.0f} ms", flush=True)  # fmt: skip
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=[])
@@ -187,10 +209,11 @@ def run_demo(args) -> int:
         overrides = [
             Parameter("model_path", value=str(args.model or "")),
             Parameter("device", value=str(args.device)),
-            Parameter("focal_length_mm", value=float(cam["focal_length_mm"])),
-            Parameter("f_number", value=float(cam["f_number"])),
-            Parameter("focus_distance_m", value=float(cam["focus_distance_m"])),
+            Parameter("focal_length_mm", value=frames[0][3].focal_length_m * 1000.0),
+            Parameter("f_number", value=frames[0][3].f_number),
+            Parameter("focus_distance_m", value=frames[0][3].focus_distance_m),
             Parameter("fx", value=float(cam["fx"])),
+            Parameter("max_depth_m", value=float(args.max_depth)),
             Parameter("uncertainty", value=bool(args.uncertainty)),
         ]
         node = DepthDefocusNode(namespace=DEMO_NAMESPACE, context=ctx, parameter_overrides=overrides)
@@ -224,14 +247,15 @@ def run_demo(args) -> int:
         summary = _summary(args, rate, (w, h), node, player, listener, timed_out)
         summary["interrupted"] = interrupted
         if listener.last is not None:
-            n, name, points_msg, sample, depth_png, defocus_png = listener.last
+            n, name, points_msg = listener.last
             arr = pointcloud2_to_array(points_msg)
             xyz = np.stack([arr["x"], arr["y"], arr["z"]], axis=-1)
             summary["ply_points"] = write_ply(out / "points.ply", xyz, unpack_rgb(arr["rgb"]))
             summary["ply_frame"] = n
-            if sample is not None:
-                cv2.imwrite(str(out / "overview.png"),
-                            np.concatenate([sample[1][:, :, ::-1], depth_png, defocus_png], axis=1))
+        if listener.figures:
+            from ..viz import save_overview
+
+            save_overview(out / "overview.png", sorted(listener.figures, key=lambda f: f[0]), args.max_depth)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _print_summary(summary, out)
         if interrupted:
@@ -287,6 +311,8 @@ def _summary(args, rate, size, node, player, listener, timed_out) -> dict:
         "latency_ms_max": float(lat.max()) if lat.size else math.nan,
         "node_processing_ms_mean": s.get("latency_ms_mean", math.nan),
         "abs_rel_mean": float(np.mean(abs_rel)) if abs_rel else None,
+        "coc_mae_mean": float(np.mean(cocs)) if (cocs := [r["coc_mae"] for r in done if "coc_mae" in r]) else None,
+        "coverage_mean": float(np.mean([r["coverage"] for r in done if "coverage" in r])) if done else None,
         "model": node.model_name,
         "device": node.device,
         "precision": "fp16" if node.half else "fp32",
@@ -302,8 +328,10 @@ def _print_summary(s: dict, out: Path) -> None:
     print(f"rate: {s['output_fps']:.2f} fps out at {s['rate_hz']:g} Hz in; latency camera stamp -> points received: "
           f"mean {s['latency_ms_mean']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms "
           f"(node processing {s['node_processing_ms_mean']:.0f} ms)")  # fmt: skip
-    if s["abs_rel_mean"] is not None:
-        print(f"depth vs ground truth: AbsRel {s['abs_rel_mean']:.3f}")
+    if s["coc_mae_mean"] is not None:
+        absrel = "-" if s["abs_rel_mean"] is None else f"{s['abs_rel_mean']:.3f}"
+        print(f"against the measured depth: CoC MAE {s['coc_mae_mean']:.2f} px; AbsRel {absrel} on the published "
+              f"pixels ({s['coverage_mean']:.0%} of the valid pixels on average)")
     if s["timed_out"]:
         print("warning: timed out before all outputs arrived", file=sys.stderr)
     ply = f" ({s['ply_points']} points)" if s.get("ply_points") else ""

@@ -269,11 +269,12 @@ class DepthDefocusNode(Node):
         header = msg.header
         self._check_frame_id(header.frame_id)
         intr, info = self._intrinsics(w, h, header.frame_id, cfg)
-        pred = self.estimator.predict(rgb, cfg.lens, intr.fx, uncertainty=cfg.uncertainty, mc_samples=cfg.mc_samples)
-        far = float(getattr(self.estimator, "max_depth_m", math.inf)) * (1 - 1e-6)
+        pred = self.estimator.predict(
+            rgb, cfg.lens, intr.fx, uncertainty=cfg.uncertainty or cfg.max_uncertainty_m > 0, focus_side=cfg.focus_side,
+            max_relative_error=cfg.max_relative_error, min_depth_m=cfg.min_depth_m, max_depth_m=cfg.max_depth_m)
         depth = np.asarray(pred.depth, dtype=np.float32)
-        invalid = ~np.isfinite(depth) | (depth < cfg.min_depth_m) | (depth > cfg.max_depth_m) | (depth >= far)
-        depth = np.where(invalid, np.float32(np.nan), depth)  # (H, W) m
+        invalid = ~np.isfinite(depth) | (depth < cfg.min_depth_m) | (depth > cfg.max_depth_m)
+        depth = np.where(invalid, np.float32(np.nan), depth)  # (H, W) m, NaN where not determined (REP 118)
         if self._stop.is_set():
             return
         pubs = self._pubs
@@ -289,7 +290,7 @@ class DepthDefocusNode(Node):
             pubs["depth/camera_info"].publish(ci)
         if wanted("defocus/image"):
             pubs["defocus/image"].publish(numpy_to_image(pred.defocus, "32FC1", header))
-        if pred.uncertainty is not None and wanted("depth/uncertainty"):
+        if cfg.uncertainty and pred.uncertainty is not None and wanted("depth/uncertainty"):
             pubs["depth/uncertainty"].publish(numpy_to_image(pred.uncertainty, "32FC1", header))
         if wanted("depth/preview"):
             pubs["depth/preview"].publish(
@@ -299,11 +300,8 @@ class DepthDefocusNode(Node):
                 numpy_to_image(defocus_preview(pred.defocus, cfg.preview_max_coc_px), "bgr8", header))
         if cfg.publish_points and wanted("points"):
             d = depth
-            if cfg.max_uncertainty_m > 0:
-                if pred.uncertainty is None:
-                    self._log_once("unc", "max_uncertainty_m is set but uncertainty is off: points are not masked")
-                else:
-                    d = np.where(pred.uncertainty > cfg.max_uncertainty_m, np.float32(np.nan), depth)
+            if cfg.max_uncertainty_m > 0 and pred.uncertainty is not None:
+                d = np.where(pred.uncertainty > cfg.max_uncertainty_m, np.float32(np.nan), depth)
             dec = cfg.point_decimation
             pts = make_points_array(depth_to_points(d, intr, dec), rgb[::dec, ::dec])
             pubs["points"].publish(points_to_pointcloud2(pts, header))

@@ -32,8 +32,8 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "checkpoint (.pt) to load; empty = the shipped weights (models/depth_defocus.pt)",
-              read_only=True),
+    ParamSpec("model_path", "", "checkpoint (.pt) to load, or 'training-free' (no network); empty = the shipped "
+              "default (models/README.md)", read_only=True),
     ParamSpec("device", "auto", "'auto' (CUDA when present, else CPU), 'cuda', 'cuda:N' or 'cpu'", read_only=True),
     ParamSpec("half", True, "fp16 inference on a GPU (ignored on CPU)", read_only=True),
     ParamSpec("image_transport", "raw", "'raw': subscribe 'image' (sensor_msgs/Image); 'compressed': subscribe "
@@ -46,16 +46,22 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("focal_length_mm", 35.0, "lens focal length (mm)", range=(0.5, 2000.0)),
     ParamSpec("fx", 622.2, "focal length in px at the image's resolution; used only while no CameraInfo "
               "matching the image (size and frame_id) has arrived", range=(1.0, 100000.0)),
-    ParamSpec("min_depth_m", 0.1, "depth below this is invalid: NaN in depth/image and points", range=(0.0, 1000.0)),
-    ParamSpec("max_depth_m", 20.0, "depth above this (and beyond the lens' far limit) is invalid: NaN in "
-              "depth/image and points", range=(0.0, 1000.0)),
+    ParamSpec("min_depth_m", 0.1, "near end of the working range (m): depth below it is NaN in depth/image and "
+              "points, and a side whose depth would fall below it is not taken", range=(0.0, 1000.0)),
+    ParamSpec("max_depth_m", 20.0, "far end of the working range (m): depth beyond it (or beyond the lens' far "
+              "limit) is NaN, and a side whose depth would lie beyond it is not taken", range=(0.0, 1000.0)),
+    ParamSpec("focus_side", "auto", "side of the focus plane the scene lies on: 'auto' (decided per pixel; NaN "
+              "where it cannot be), 'front' (camera focused at or beyond the far end of its working range: the "
+              "best-conditioned set-up), 'behind' (focused at or before the near end)",
+              choices=("auto", "front", "behind")),
+    ParamSpec("max_relative_error", 0.25, "publish depth only where its expected relative error (CoC uncertainty "
+              "through the thin-lens inverse, and the side's) is at most this; the rest is NaN",
+              range=(0.001, 1000.0)),
     ParamSpec("publish_points", True, "publish the point cloud on 'points'"),
     ParamSpec("point_decimation", 1, "keep every n-th pixel in x and y for 'points' (1 = all)", range=(1, 16)),
-    ParamSpec("uncertainty", False, "compute and publish depth/uncertainty (Monte-Carlo dropout, mc_samples "
-              "network passes per frame)"),
-    ParamSpec("mc_samples", 8, "network passes per frame for the uncertainty", range=(2, 64)),
-    ParamSpec("max_uncertainty_m", 0.0, "drop points whose uncertainty exceeds this (m); 0 = keep all; needs "
-              "uncertainty=true", range=(0.0, 1000.0)),
+    ParamSpec("uncertainty", False, "publish depth/uncertainty (32FC1, m: the expected depth error)"),
+    ParamSpec("max_uncertainty_m", 0.0, "drop points whose uncertainty exceeds this (m); 0 = keep all",
+              range=(0.0, 1000.0)),
     ParamSpec("preview_max_coc_px", 16.0, "CoC (px) shown brightest in defocus/preview", range=(0.1, 1000.0)),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics message (s)", read_only=True,
               range=(0.1, 60.0)),
@@ -81,10 +87,11 @@ class NodeConfig:
     fx: float
     min_depth_m: float
     max_depth_m: float
+    focus_side: str
+    max_relative_error: float
     publish_points: bool
     point_decimation: int
     uncertainty: bool
-    mc_samples: int
     max_uncertainty_m: float
     preview_max_coc_px: float
     diagnostics_period_s: float

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import package_share_path
+from ..paths import package_share_path
 
 __all__ = ["resolve_topic", "rviz_topics", "rviz_config_text", "write_rviz_config", "default_rviz_config"]
 

@@ -235,7 +235,8 @@ class PlaneEstimator:
         ray = np.stack([(u - self.intr.cx) / self.intr.fx, (v - self.intr.cy) / self.intr.fy, np.ones((h, w))], -1)
         return (self.distance / (ray @ n)).astype(np.float32)
 
-    def predict(self, rgb, lens, fx, uncertainty=False, mc_samples=8):
+    def predict(self, rgb, lens, fx, uncertainty=False, **depth_options):
+        self.last_options = depth_options
         h, w = rgb.shape[:2]
         d = self.depth(h, w)
         return Prediction(depth=d, defocus=np.ones_like(d), uncertainty=np.full_like(d, 0.01) if uncertainty else None)
@@ -251,7 +252,7 @@ class SlowEstimator:
     path: str = "slow"
     calls: int = 0
 
-    def predict(self, rgb, lens, fx, uncertainty=False, mc_samples=8):
+    def predict(self, rgb, lens, fx, uncertainty=False, **depth_options):
         self.calls += 1
         time.sleep(self.delay_s)
         d = np.full(rgb.shape[:2], 1.5, np.float32)

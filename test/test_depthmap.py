@@ -1,0 +1,73 @@
+"""Depth only where it is determined: thin-lens sides, relative error, side rules, validity."""
+
+import math
+
+import pytest
+import torch
+
+from depth_defocus_ros.depthmap import compose_depth, side_probability
+from depth_defocus_ros.optics import Lens, depth_candidates, depth_on_side, relative_depth_error
+
+LENS = Lens(0.05, 2.0, 2.0)
+LT, FX = LENS.as_tensor(), torch.tensor([1000.0])
+C_INF = 0.025 * 1000 / 1.95  # 12.82 px
+
+
+def _m(values):
+    return torch.tensor(values, dtype=torch.float32).view(1, 1, 1, -1)
+
+
+def test_depth_on_side_is_the_thin_lens_solution():
+    c = _m([6.410256, 6.410256, 20.0])
+    d = depth_on_side(c, _m([1, 0, 1]).bool(), LT, FX)
+    near, far = depth_candidates(6.410256, LENS, 1000.0)
+    assert float(d[0, 0, 0, 0]) == pytest.approx(far, rel=1e-5)
+    assert float(d[0, 0, 0, 1]) == pytest.approx(near, rel=1e-5)
+    assert math.isinf(float(d[0, 0, 0, 2]))  # beyond the far limit
+
+
+def test_relative_error_through_the_thin_lens_inverse():
+    """sigma_d / d = sigma_c / (c_inf -+ c); checked against a finite difference."""
+    c, s = 4.0, 0.1
+    for behind in (True, False):
+        rel = float(relative_depth_error(_m([s]), _m([c]), _m([behind]).bool(), LT, FX))
+        side = 1 if behind else -1
+        d = lambda cc, side=side: LENS.focus_distance_m / (1 - side * cc / C_INF)  # noqa: E731
+        fd = (d(c + 1e-3) - d(c - 1e-3)) / 2e-3 * s / d(c)
+        assert rel == pytest.approx(abs(fd), rel=1e-3)
+    assert math.isinf(float(relative_depth_error(_m([0.1]), _m([C_INF + 1]), _m([True]).bool(), LT, FX)))
+
+
+def test_side_rules():
+    sig = _m([0.2, 0.2, 0.2])
+    c = _m([2.0, C_INF + 3.0, 2.0])
+    p = side_probability(c, sig, LT, FX, "auto")
+    assert float(p[0, 0, 0, 0]) == pytest.approx(0.5, abs=1e-6)  # no cue: unsure
+    assert float(p[0, 0, 0, 1]) < 1e-3  # a CoC above the CoC at infinity is in front
+    assert float(side_probability(c, sig, LT, FX, "front").max()) == 0.0
+    assert float(side_probability(c, sig, LT, FX, "behind").min()) == 1.0
+    # the working range: the far candidate of c = 2 px is 2 / (1 - 2/12.82) = 2.37 m; a range
+    # ending at 2.2 m leaves only the front
+    assert float(side_probability(c, sig, LT, FX, "auto", max_depth_m=2.2)[0, 0, 0, 0]) < 0.01
+
+
+def test_validity():
+    c = _m([0.3, 3.0, 3.0, 12.0])
+    sig = _m([0.3, 0.3, 0.3, 0.3])
+    auto = side_probability(c, sig, LT, FX, "auto")
+    res = compose_depth(c, sig, auto, LT, FX, 0.25)
+    # near the focus plane both sides agree: published although the side is unknown
+    assert math.isfinite(float(res.depth[0, 0, 0, 0]))
+    assert float(res.depth[0, 0, 0, 0]) == pytest.approx(2.0, rel=0.05)
+    # 3 px with an unknown side: the two depths are 1.62 m and 2.61 m: not published
+    assert math.isnan(float(res.depth[0, 0, 0, 1]))
+    front = compose_depth(c, sig, side_probability(c, sig, LT, FX, "front"), LT, FX, 0.25)
+    near = depth_candidates(3.0, LENS, 1000.0)[0]
+    assert float(front.depth[0, 0, 0, 2]) == pytest.approx(near, rel=1e-5)
+    # behind at 12 px of a 12.82 px CoC at infinity: ill-conditioned, not published
+    behind = compose_depth(c, sig, side_probability(c, sig, LT, FX, "behind"), LT, FX, 0.25)
+    assert math.isnan(float(behind.depth[0, 0, 0, 3])) and math.isfinite(float(behind.depth[0, 0, 0, 1]))
+    # the threshold: everything finite is published at a huge max_relative_error
+    loose = compose_depth(c, sig, side_probability(c, sig, LT, FX, "front"), LT, FX, 1e9)
+    assert bool(torch.isfinite(loose.depth).all())
+    assert bool((res.uncertainty >= 0).all())
