@@ -46,6 +46,7 @@ class ModelConfig:
     coc_scale: float = 8.0  # px: physics CoC input = c / coc_scale
     mean: list = field(default_factory=lambda: [0.45, 0.45, 0.45])  # sRGB normalisation
     std: list = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    reblur: dict = field(default_factory=lambda: asdict(ReblurConfig()))  # the physics the network corrects
 
     def __post_init__(self) -> None:
         if len(self.channels) != 5 or len(self.decoder_channels) != 4:
@@ -147,7 +148,7 @@ class DepthDefocusNet(nn.Module):
         self.depth_dec = Decoder(cfg.channels, cfg.decoder_channels, 2, emb)  # side logit, log ratio
         nn.init.zeros_(self.defocus_dec.out.weight)
         nn.init.zeros_(self.defocus_dec.out.bias)
-        self.reblur = ReblurConfig()
+        self.reblur = ReblurConfig(**cfg.reblur)
 
     def physics(self, image: torch.Tensor):
         """(training-free estimate, (B, N_PHYSICS_FEATURES, H, W) input features)."""

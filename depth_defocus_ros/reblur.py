@@ -37,8 +37,9 @@ from .render import render_defocus, srgb_to_linear
 __all__ = ["DefocusEstimate", "ReblurConfig", "estimate_defocus", "scale_gradients", "SCALES_PX"]
 
 SCALES_PX = (0.0, 1.0, 2.0, 4.0, 8.0)  # Gaussian re-blur std (px)
-COC_GRID_STEP = 0.25  # px
 COC_GRID_MAX = 48.0  # px: the largest CoC the estimate can return
+# CoC candidates (px): 0.25 px steps to 4 px, 0.5 px to 12 px, 1 px beyond (relative precision)
+COC_GRID = tuple([0.25 * i for i in range(16)] + [4.0 + 0.5 * i for i in range(16)] + [12.0 + i for i in range(37)])
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ReblurConfig:
     """Knobs of the training-free estimate (defaults are the shipped ones)."""
 
     edge_snr: float = 6.0  # an edge's gradient (s = 1) must exceed this many noise std
+    max_edge_fraction: float = 0.03  # measure at most this share of the pixels (the strongest edges)
     max_weight_snr: float = 5.0  # edge weight (snr / edge_snr)^2, capped at this factor squared
     adapt: float = 1.5  # use scale s_k once the CoC read with the smaller scales exceeds adapt * s_{k-1}
     sigma_s: float = 400.0  # propagation extent (px)
@@ -125,10 +127,11 @@ def luminance(image_srgb: torch.Tensor) -> torch.Tensor:
 
 def noise_sigma(y: torch.Tensor) -> torch.Tensor:
     """(B,) noise standard deviation of ``y`` from the median absolute Laplacian (Immerkaer 1996,
-    robust form); floored at the 8-bit quantisation step of a mid-grey in linear light."""
+    robust form); floored at the 8-bit quantisation noise (1/255/sqrt(12) in sRGB) of a mid-grey
+    in linear light, where an 8-bit image has no less noise than that."""
     k = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], device=y.device).view(1, 1, 3, 3)
     hp = F.conv2d(y.float(), k).abs().flatten(1)
-    return (hp.median(dim=1).values / (0.6745 * 6.0)).clamp_min(0.3 / 255.0 * 0.2)
+    return (hp.median(dim=1).values / (0.6745 * 6.0)).clamp_min(1e-3)
 
 
 # ------------------------------------------------------------------------------ calibration
@@ -136,7 +139,7 @@ def noise_sigma(y: torch.Tensor) -> torch.Tensor:
 def _calibration(scales=SCALES_PX) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(grid (C,), log h (C, K), noise energy per unit variance (K,)), computed once from the
     optics: disc-blurred step edges and white noise through :func:`scale_gradients`."""
-    grid = torch.arange(0.0, COC_GRID_MAX + 1e-6, COC_GRID_STEP)
+    grid = torch.tensor(COC_GRID)
     coarse = torch.arange(0.0, COC_GRID_MAX + 1e-6, 0.5)
     size, width = 160, 32
     x = torch.arange(size, dtype=torch.float32) + 0.5
@@ -181,7 +184,7 @@ def _fit_coc(log_g: torch.Tensor, weight: torch.Tensor, log_h: torch.Tensor, gri
         s2 = (wg * log_g).sum(1, keepdim=True) - 2 * wg @ log_h.T + w @ (log_h * log_h).T
         err = (s2 - s1 * s1 / sw) / sw
         best = err.argmin(1)
-        c_k, r_k = grid[best], err.gather(1, best[:, None])[:, 0]
+        c_k, r_k = _refine(err, best, grid), err.gather(1, best[:, None])[:, 0]
         if coc is None:
             coc, resid = c_k, r_k
         else:
@@ -190,19 +193,48 @@ def _fit_coc(log_g: torch.Tensor, weight: torch.Tensor, log_h: torch.Tensor, gri
     return coc, resid
 
 
-def _edges(g1: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """Non-maximum suppression of the s = 1 gradient across the edge, above ``threshold`` (B,)."""
+def _refine(err: torch.Tensor, best: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Sub-grid CoC: the vertex of the parabola through the best candidate and its neighbours."""
+    i = best.clamp(1, len(grid) - 2)
+    e0, e1, e2 = (err.gather(1, (i + d)[:, None])[:, 0] for d in (-1, 0, 1))
+    c0, c1, c2 = grid[i - 1], grid[i], grid[i + 1]
+    # vertex of the parabola through three (c, e) points, kept within the two neighbours
+    num = (c1 - c0) ** 2 * (e1 - e2) - (c1 - c2) ** 2 * (e1 - e0)
+    den = (c1 - c0) * (e1 - e2) - (c1 - c2) * (e1 - e0)
+    vertex = c1 - 0.5 * num / torch.where(den.abs() > 1e-12, den, torch.ones_like(den))
+    vertex = torch.where(den > 1e-12, vertex.clamp(c0, c2), c1)
+    return torch.where(best == i, vertex, grid[best])
+
+
+def _edges(g1: torch.Tensor, y1: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Canny-style non-maximum suppression of the s = 1 gradient magnitude ``g1`` along the
+    gradient direction of the s = 1 image ``y1`` (quantised to 0, 45, 90, 135 degrees), above
+    ``threshold`` (B,)."""
+    gx, gy = _gradients(y1)
+    angle = torch.atan2(gy, gx)  # (B, 1, H, W)
+    sector = torch.remainder(torch.round(angle / (math.pi / 4)), 4).long()  # 0: x, 1: diagonal, 2: y, 3: anti
     pad = F.pad(g1, (1, 1, 1, 1), mode="replicate")
     h, w = g1.shape[-2:]
 
     def at(dy, dx):
         return pad[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
-    # a pixel is an edge if it is a maximum along at least one direction pair (h, v, two diagonals)
-    is_max = torch.zeros_like(g1, dtype=torch.bool)
-    for (ay, ax), (by, bx) in (((0, 1), (0, -1)), ((1, 0), (-1, 0)), ((1, 1), (-1, -1)), ((1, -1), (-1, 1))):
-        is_max |= (g1 > at(ay, ax)) & (g1 >= at(by, bx))
-    return is_max & (g1 > threshold.view(-1, 1, 1, 1))
+    ahead = torch.stack([at(0, 1), at(1, 1), at(1, 0), at(1, -1)])  # (4, B, 1, H, W)
+    behind = torch.stack([at(0, -1), at(-1, -1), at(-1, 0), at(-1, 1)])
+    a = ahead.gather(0, sector[None])[0]
+    b = behind.gather(0, sector[None])[0]
+    return (g1 > a) & (g1 >= b) & (g1 > threshold.view(-1, 1, 1, 1))
+
+
+def _strongest(edges: torch.Tensor, g1: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Keep at most ``fraction`` of each image's pixels: the edges with the largest gradient."""
+    b = edges.shape[0]
+    k = max(1, int(fraction * edges[0].numel()))
+    score = torch.where(edges, g1, torch.zeros_like(g1)).view(b, -1)
+    if int(edges.view(b, -1).sum(1).max()) <= k:
+        return edges
+    kth = score.topk(k, dim=1).values[:, -1:]  # (B, 1)
+    return edges & (score >= kth.clamp_min(1e-20)).view_as(edges)
 
 
 @torch.no_grad()
@@ -216,7 +248,8 @@ def estimate_defocus(image_srgb: torch.Tensor, config: ReblurConfig | None = Non
     g = scale_gradients(y)  # (B, K, H, W)
     sigma_n = noise_sigma(y)  # (B,)
     noise_g = sigma_n.view(-1, 1, 1, 1) * noise_energy.sqrt().view(1, -1, 1, 1)  # (B, K, 1, 1) rms noise gradient
-    edges = _edges(g[:, 1:2], cfg.edge_snr * noise_g[:, 1, 0, 0])
+    edges = _edges(g[:, 1:2], _blur(y, SCALES_PX[1]), cfg.edge_snr * noise_g[:, 1, 0, 0])
+    edges = _strongest(edges, g[:, 1:2], cfg.max_edge_fraction)
     idx = edges.flatten()
     b, k, h, w = g.shape
     gk = g.permute(0, 2, 3, 1).reshape(-1, k)[idx]  # (N, K)

@@ -1,62 +1,95 @@
-"""Benchmark ``Estimator.predict``: throughput (frames/s) and latency at a given input size.
+"""Benchmark ``Estimator.predict`` and its stages: latency (ms) and frames/s at given input sizes.
 
-Prints one line per configuration: device, precision, input size, processing size, mean / p50 /
-p95 latency (ms) and frames/s. CPU always; on a CUDA machine also fp32 and fp16.
+For each input size it prints the whole ``predict`` (decode excluded: the image is already a
+numpy array; the device -> host copy of the outputs included) and its stages at the processing
+size: the training-free defocus estimate (``reblur.estimate_defocus``), the network forward (when
+the estimator has one, physics included) and the depth composition (side, validity). The input is
+the bundled sample (a real photograph) resized to the size: random noise would be all edges.
+CPU always; on a CUDA machine also fp32 and fp16.
 
-Usage: python scripts/bench_predict.py [--model PATH] [--size 640x480] [--frames 20]
+Usage: python scripts/bench_predict.py [--model PATH|training-free] [--size 320x240,640x480]
+       [--frames 20] [--threads 1]
 """
 
 import argparse
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from depth_defocus_ros.estimator import Estimator
+from depth_defocus_ros.depthmap import compose_depth, side_probability
+from depth_defocus_ros.estimator import Estimator, prepare
 from depth_defocus_ros.optics import Lens
+from depth_defocus_ros.reblur import estimate_defocus
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "frame_000.png"
+LENS = Lens.from_mm(50.0, 1.8, 6.0)
 
 
-def bench(est: Estimator, rgb, frames: int, warmup: int = 3) -> dict:
-    lens = Lens.from_mm(35.0, 1.8, 1.5)
-    fx = 0.97 * rgb.shape[1]
+def timed(fn, frames: int, cuda: bool, warmup: int = 2) -> np.ndarray:
     for _ in range(warmup):
-        est.predict(rgb, lens, fx)
-    times = []
+        fn()
+    out = []
     for _ in range(frames):
-        if est.device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        est.predict(rgb, lens, fx)  # returns numpy arrays: includes the device -> host copy
-        times.append(time.perf_counter() - t)
-    ms = np.array(times) * 1000
-    return {"mean_ms": ms.mean(), "p50_ms": np.percentile(ms, 50), "p95_ms": np.percentile(ms, 95),
-            "fps": 1000.0 / ms.mean()}
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        out.append(time.perf_counter() - t)
+    return np.array(out) * 1000.0
+
+
+def fmt(name: str, ms: np.ndarray) -> str:
+    return (f"  {name:24s} mean {ms.mean():7.1f} ms  p50 {np.percentile(ms, 50):7.1f}  p95 {np.percentile(ms, 95):7.1f}"
+            f"  ({1000.0 / ms.mean():6.1f} /s)")  # fmt: skip
+
+
+@torch.no_grad()
+def bench(est: Estimator, rgb: np.ndarray, frames: int) -> None:
+    cuda = est.device.type == "cuda"
+    fx = 0.97 * rgb.shape[1]
+    x, scale, (hp, wp) = prepare(rgb, est.device, est.long_side, est.multiple)
+    lens_t, fx_t = LENS.as_tensor(est.device), torch.tensor([fx * scale], device=est.device)
+    print(f"{est.device.type} {'fp16' if est.half else 'fp32'} {est.kind}: input {rgb.shape[1]}x{rgb.shape[0]}, "
+          f"processed at {wp}x{hp}")  # fmt: skip
+    print(fmt("predict (all stages)", timed(lambda: est.predict(rgb, LENS, fx), frames, cuda)))
+    print(fmt("training-free estimate", timed(lambda: estimate_defocus(x), frames, cuda)))
+    if est.model is not None:
+        xx = x.to(torch.float16 if est.half else torch.float32)
+        print(fmt("network (with physics)", timed(lambda: est.model(xx, lens_t, fx_t), frames, cuda)))
+    coc, sigma, prior, _ = est.read(x, lens_t, fx_t)
+
+    def compose():
+        p = side_probability(coc, sigma, lens_t, fx_t, "auto", prior)
+        return compose_depth(coc, sigma, p, lens_t, fx_t)
+
+    print(fmt("side + validity", timed(compose, frames, cuda)))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--size", default="640x480", help="input WxH, comma-separated for several")
+    ap.add_argument("--model", default=None, help="checkpoint or 'training-free' (default: the shipped default)")
+    ap.add_argument("--size", default="320x240,640x480", help="input WxH, comma-separated for several")
     ap.add_argument("--frames", type=int, default=20)
-    ap.add_argument("--process-long-side", type=int, default=None, help="override the checkpoint's")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     configs = [("cpu", False)]
     if torch.cuda.is_available():
         configs += [("cuda", False), ("cuda", True)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"))
+    base = cv2.imread(str(SAMPLE))[:, :, ::-1]
     for size in args.size.split(","):
         w, h = (int(v) for v in size.split("x"))
-        rgb = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        rgb = np.ascontiguousarray(cv2.resize(base, (w, h), interpolation=cv2.INTER_AREA))
         for dev, half in configs:
-            est = Estimator.load(args.model, device=dev, half=half)
-            if args.process_long_side:
-                est.long_side = args.process_long_side
-            r = bench(est, rgb, args.frames)
-            proc = f"{round(w * est.long_side / max(w, h))}x{round(h * est.long_side / max(w, h))}"
-            print(f"{dev:4s} {'fp16' if half else 'fp32'} input {w}x{h} processed at {proc}: "
-                  f"mean {r['mean_ms']:.1f} ms  p50 {r['p50_ms']:.1f} ms  p95 {r['p95_ms']:.1f} ms  "
-                  f"{r['fps']:.1f} frames/s")
+            bench(Estimator.load(args.model, device=dev, half=half), rgb, args.frames)
 
 
 if __name__ == "__main__":

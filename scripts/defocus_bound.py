@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How good can depth from defocus alone be on the held-out sets? Prints the depth metrics of an
 oracle that knows the true side of the focus plane and the true CoC up to Gaussian noise of
-``sigma`` px, and takes the thin-lens solution (``model.compose_depth``, the same function the
-network's depth goes through).
+``sigma`` px, and takes the thin-lens solution (``optics.depth_on_side``, the same function every
+estimator's depth goes through).
 
 The held-out lenses follow the issue's ranges, so many scenes have a CoC at infinity of one or
 two pixels; there the depth behind the focus plane is ill-conditioned (a 0.3 px CoC error moves
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from depth_defocus_ros.data import ShardDataset  # noqa: E402
 from depth_defocus_ros.evaluate import HELDOUT, ensure_heldout  # noqa: E402
 from depth_defocus_ros.metrics import MetricAccumulator  # noqa: E402
-from depth_defocus_ros.model import coc_at_infinity, compose_depth  # noqa: E402
+from depth_defocus_ros.optics import coc_at_infinity_batch, depth_on_side  # noqa: E402
 
 
 def bound(root, sigma_px: float, seed: int = 0, max_depth_m: float = 100.0) -> dict:
@@ -35,10 +35,9 @@ def bound(root, sigma_px: float, seed: int = 0, max_depth_m: float = 100.0) -> d
     for b in ShardDataset(root, 16, loop=False, augment=False):
         noise = torch.randn(b["defocus"].shape, generator=gen) * sigma_px
         coc = (b["defocus"] + noise).clamp_min(0.0)
-        side = torch.where(b["signed_defocus"] > 0, 1.0, -1.0)
-        depth = compose_depth(coc, side, b["lens"], b["fx"], max_depth_m)
+        depth = depth_on_side(coc, b["signed_defocus"] > 0, b["lens"], b["fx"], max_depth_m)
         acc.update(depth, coc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"])
-        c_infs.append(coc_at_infinity(b["lens"], b["fx"]))
+        c_infs.append(coc_at_infinity_batch(b["lens"], b["fx"]))
     res = acc.result()
     res["median_coc_at_infinity_px"] = float(torch.cat(c_infs).median())
     return res
