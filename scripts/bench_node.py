@@ -12,8 +12,9 @@ For each device and size it reports, over ``--duration`` seconds after a warm-up
     python scripts/bench_node.py                      # CPU (and CUDA when present), 320x240 and 640x480
     python scripts/bench_node.py --devices cuda --sizes 640x480 --rate 30 --duration 20
 
-Without ``--model`` it uses the shipped weights, or, when they are missing, a random-weight
-checkpoint of the default architecture and processing size (same cost; the numbers are about speed).
+Without ``--model`` it uses the shipped default estimator (a checkpoint, or the training-free
+estimator; models/README.md). The node's diagnostics say where a frame's time goes: decode,
+estimate (``Estimator.predict``) and publish (conversions, point cloud, DDS), mean ms per frame.
 """
 
 from __future__ import annotations
@@ -33,23 +34,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def stand_in_checkpoint(path: Path, long_side: int) -> Path:
-    """Random weights, default architecture (what 'depth-defocus train' builds), real format."""
-    import torch
-
-    from depth_defocus_ros.checkpoint import DEFAULT_NORMALIZATION, save_checkpoint
-    from depth_defocus_ros.model import DepthDefocusNet, ModelConfig
-
-    torch.manual_seed(0)
-    cfg = ModelConfig()
-    save_checkpoint(path, {
-        "model_config": cfg.to_dict(), "state_dict": DepthDefocusNet(cfg).state_dict(),
-        "normalization": DEFAULT_NORMALIZATION, "process_long_side": long_side, "process_multiple": 32,
-        "max_depth_m": 100.0, "lens_ranges": {}, "step": 0,
-    })  # fmt: skip
-    return path
 
 
 # Fast DDS sends a sample that does not fit its shared-memory segment (default 0.5 MB) over UDP in
@@ -109,9 +93,10 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # the node runs with the default transports
     log_path = logdir / f"node_{device}_{w}x{h}.log"
     log = open(log_path, "w")  # closed below
+    lens = frames[0][3]
     cmd = [sys.executable, "-m", "depth_defocus_ros.ros.node", "--ros-args", "-p", f"model_path:={model}",
-           "-p", f"device:={device}", "-p", f"focal_length_mm:={float(cam['focal_length_mm'])}",
-           "-p", f"f_number:={float(cam['f_number'])}", "-p", f"focus_distance_m:={float(cam['focus_distance_m'])}",
+           "-p", f"device:={device}", "-p", f"focal_length_mm:={lens.focal_length_m * 1000.0}",
+           "-p", f"f_number:={lens.f_number}", "-p", f"focus_distance_m:={lens.focus_distance_m}",
            "-p", f"publish_points:={'false' if args.no_points else 'true'}",
            "-p", f"reliable_qos:={'true' if args.reliable else 'false'}",
            "-p", "diagnostics_period_s:=0.5"]  # fmt: skip
@@ -187,6 +172,7 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
             "node_qos": "reliable" if args.reliable else "sensor-data (best effort)",
             "camera_shm_profile": not args.no_camera_profile,
             "outputs": "all" if args.all_outputs else out_topic,
+            **{k: float(v) for k, v in node_diag.items() if k.startswith("stage_ms_")},
         }  # fmt: skip
         return res
     finally:
@@ -202,8 +188,7 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="checkpoint (default: shipped weights, else a stand-in)")
-    p.add_argument("--long-side", type=int, default=512, help="processing long side of the stand-in (px)")
+    p.add_argument("--model", default=None, help="checkpoint or 'training-free' (default: the shipped default)")
     p.add_argument("--devices", default=None, help="comma list (default: cpu, and cuda when present)")
     p.add_argument("--sizes", default="320x240,640x480")
     p.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
@@ -224,15 +209,11 @@ def main(argv=None) -> int:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(tmp / "camera_fastdds.xml")
     import torch
 
-    from depth_defocus_ros.estimator import default_model_path
+    from depth_defocus_ros.paths import default_model_path
 
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
-    model = args.model or (str(default_model_path()) if default_model_path().is_file() else None)
-    model_note = model
-    if model is None:
-        model = str(stand_in_checkpoint(tmp / "stand_in.pt", args.long_side))
-        model_note = f"stand-in (random weights, default architecture, long side {args.long_side} px)"
+    model = model_note = str(args.model or default_model_path())
     print(f"model: {model_note}; logs in {tmp}", flush=True)
     domain = 1 + (int(os.environ.get("ROS_DOMAIN_ID", "0")) + 53) % 100
     results = []
@@ -246,17 +227,23 @@ def main(argv=None) -> int:
                 f"max {r['latency_ms_max']:.0f} ms")  # fmt: skip
             print(f"{dev:5s} {r['size']:>8s} in {r['input_hz']:.0f} Hz: out {r['output_hz']:5.2f} Hz, dropped "
                   f"{r['frames_dropped']}/{r['frames_published']}, latency {lat}; node received "
-                  f"{r['all_frames_received_by_node']} of {r['all_frames_published']} frames", flush=True)  # fmt: skip
+                  f"{r['all_frames_received_by_node']} of {r['all_frames_published']} frames; per frame: "
+                  + ", ".join(f"{k} {r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate",
+                                                                                               "publish")),
+                  flush=True)  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print("\n| device | size | input | output rate | not processed | latency mean | p50 | p95 | max | reached node |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| device | size | input | output rate | not processed | latency mean | p50 | p95 | max | reached node "
+          "| decode | estimate | publish |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         f = (lambda k, r=r: "n/a" if r[k] is None else f"{r[k]:.0f} ms")
         print(f"| {r['device']} ({r['node_precision']}) | {r['size']} | {r['input_hz']:.0f} Hz | "
               f"{r['output_hz']:.2f} Hz | {r['frames_dropped']}/{r['frames_published']} | {f('latency_ms_mean')} | "
               f"{f('latency_ms_p50')} | {f('latency_ms_p95')} | {f('latency_ms_max')} | "
-              f"{r['all_frames_received_by_node']}/{r['all_frames_published']} |")  # fmt: skip
+              f"{r['all_frames_received_by_node']}/{r['all_frames_published']} | "
+              + " | ".join(f"{r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate", "publish"))
+              + " |")  # fmt: skip
     return 0
 
 

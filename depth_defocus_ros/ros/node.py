@@ -94,6 +94,9 @@ class LatestSlot:
             self._cond.notify_all()
 
 
+STAGES = ("decode", "estimate", "publish")  # where a frame's time goes (diagnostics stage_ms_*)
+
+
 class Stats:
     """Counters, rates and latencies for diagnostics (thread-safe)."""
 
@@ -105,6 +108,7 @@ class Stats:
         self._t_out: deque = deque(maxlen=2000)
         self._latency: deque = deque(maxlen=500)  # s, receive -> published
         self._age: deque = deque(maxlen=500)  # s, header stamp -> published (ROS clock)
+        self._stages: dict = {name: deque(maxlen=200) for name in STAGES}  # s per frame and stage
 
     def frame_in(self, t: float) -> None:
         with self._lock:
@@ -118,6 +122,10 @@ class Stats:
             self._latency.append(latency_s)
             if age_s is not None:
                 self._age.append(age_s)
+
+    def stage(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self._stages[name].append(seconds)
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -138,6 +146,8 @@ class Stats:
             out["input_rate_hz"] = self._rate(self._t_in, now)
             out["output_rate_hz"] = self._rate(self._t_out, now)
             out["last_input_s_ago"] = now - self._t_in[-1] if self._t_in else math.inf
+            for name, d in self._stages.items():
+                out[f"stage_ms_{name}"] = float(np.mean(d)) * 1000.0 if d else math.nan
         for name, a in (("latency_ms", lat), ("age_ms", age)):
             out[name + "_mean"] = float(a.mean()) if a.size else math.nan
             out[name + "_p95"] = float(np.percentile(a, 95)) if a.size else math.nan
@@ -264,14 +274,17 @@ class DepthDefocusNode(Node):
 
     def _process(self, msg, t_recv: float) -> None:
         cfg = self._cfg  # one consistent snapshot per frame
+        t0 = time.monotonic()
         rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)  # (H, W, 3)
         h, w = rgb.shape[:2]
         header = msg.header
         self._check_frame_id(header.frame_id)
         intr, info = self._intrinsics(w, h, header.frame_id, cfg)
+        t1 = time.monotonic()
         pred = self.estimator.predict(
             rgb, cfg.lens, intr.fx, uncertainty=cfg.uncertainty or cfg.max_uncertainty_m > 0, focus_side=cfg.focus_side,
             max_relative_error=cfg.max_relative_error, min_depth_m=cfg.min_depth_m, max_depth_m=cfg.max_depth_m)
+        t2 = time.monotonic()
         depth = np.asarray(pred.depth, dtype=np.float32)
         invalid = ~np.isfinite(depth) | (depth < cfg.min_depth_m) | (depth > cfg.max_depth_m)
         depth = np.where(invalid, np.float32(np.nan), depth)  # (H, W) m, NaN where not determined (REP 118)
@@ -306,6 +319,8 @@ class DepthDefocusNode(Node):
             pts = make_points_array(depth_to_points(d, intr, dec), rgb[::dec, ::dec])
             pubs["points"].publish(points_to_pointcloud2(pts, header))
         now = time.monotonic()
+        for name, seconds in zip(STAGES, (t1 - t0, t2 - t1, now - t2)):
+            self.stats.stage(name, seconds)
         age = (self.get_clock().now().nanoseconds - (header.stamp.sec * 10**9 + header.stamp.nanosec)) * 1e-9
         self.stats.frame_out(now, now - t_recv, age if header.stamp.sec or header.stamp.nanosec else None)
 
@@ -426,6 +441,7 @@ class DepthDefocusNode(Node):
             "latency_ms_mean": f"{s['latency_ms_mean']:.1f}",
             "latency_ms_p95": f"{s['latency_ms_p95']:.1f}",
             "age_ms_mean": f"{s['age_ms_mean']:.1f}",
+            **{f"stage_ms_{name}": f"{s[f'stage_ms_{name}']:.1f}" for name in STAGES},
             "frames_in": str(counts["frames_in"]),
             "frames_out": str(counts["frames_out"]),
             "frames_dropped": str(counts["frames_dropped"]),
