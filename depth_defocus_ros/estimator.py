@@ -182,24 +182,27 @@ class Estimator:
         x, scale, (hp, wp) = prepare(rgb, self.device, self.long_side, self.multiple)
         lens_t = lens.as_tensor(self.device)
         fx_t = torch.tensor([fx * scale], device=self.device)
-        coc, sigma, prior, conf = (None if t is None else t[..., :hp, :wp] for t in self.read(x, lens_t, fx_t))
-        p = side_probability(coc, sigma, lens_t, fx_t, focus_side, prior, min_depth_m, max_depth_m)
-        res = compose_depth(coc, sigma, p, lens_t, fx_t, max_relative_error, min_depth_m, max_depth_m)
+        maps = [None if t is None else t[..., :hp, :wp] for t in self.read(x, lens_t, fx_t)]
+        if scale < 1.0:  # back to the input size; CoC and its sigma in input pixels
+            maps = [None if t is None else F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+                    for t in maps]  # fmt: skip
+            maps[0], maps[1] = maps[0] / scale, maps[1] / scale
+        coc, sigma, prior, conf = maps
+        # side and depth at the input resolution, with the input's fx: the published depth is exactly
+        # the thin-lens solution of the published CoC
+        fx_in = torch.tensor([fx], device=self.device)
+        p = side_probability(coc, sigma, lens_t, fx_in, focus_side, prior, min_depth_m, max_depth_m)
+        res = compose_depth(coc, sigma, p, lens_t, fx_in, max_relative_error, min_depth_m, max_depth_m)
 
-        def full(t, nearest=False):  # back to the input size, float32 numpy
-            if scale < 1.0 and nearest:
-                t = F.interpolate(t, size=(h, w), mode="nearest")
-            elif scale < 1.0:
-                t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+        def out(t):  # (1, 1, h, w) -> (h, w) float32 numpy
             return t[0, 0].float().cpu().numpy().astype(np.float32)
 
-        # depth keeps its NaN holes: nearest-neighbour back to the input size
         return Prediction(
-            depth=full(res.depth, nearest=True),
-            defocus=full(coc) / scale,  # CoC px at the input resolution
-            uncertainty=full(res.uncertainty, nearest=True) if uncertainty else None,
-            relative_error=full(res.relative_error, nearest=True),
-            side_prob=full(p),
-            confidence=full(conf),
+            depth=out(res.depth),
+            defocus=out(coc),
+            uncertainty=out(res.uncertainty) if uncertainty else None,
+            relative_error=out(res.relative_error),
+            side_prob=out(p),
+            confidence=out(conf),
         )
 

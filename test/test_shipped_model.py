@@ -58,7 +58,7 @@ def test_default_on_the_bundled_samples(estimator):
         if pub.any():
             near, far = depth_candidates(pred.defocus[pub].astype(np.float64), lens, cam["fx"])
             off = np.minimum(np.abs(pred.depth[pub] - near) / near, np.abs(pred.depth[pub] - far) / far)
-            assert np.percentile(off, 99) < 0.01  # (both maps are resized back to the input size separately)
+            assert off.max() < 1e-3
             assert (pred.relative_error[pub] <= 0.25).all()
     coc_mae, zero_mae = float(np.concatenate(coc_err).mean()), float(np.concatenate(zero_err).mean())
     print(f"samples: CoC MAE {coc_mae:.2f} px (no-blur answer {zero_mae:.2f} px)")
