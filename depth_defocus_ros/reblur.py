@@ -100,11 +100,11 @@ def _magnitude(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx * gx + gy * gy + 1e-20)
 
 
-def scale_gradients(y: torch.Tensor, scales=SCALES_PX) -> torch.Tensor:
+def scale_gradients(y: torch.Tensor, scales=SCALES_PX, blurred: dict | None = None) -> torch.Tensor:
     """(B, K, H, W) gradient magnitude (per px) of luminance ``y`` (B, 1, H, W) after a Gaussian
     blur of std ``s`` for each ``s`` in ``scales``. Scales >= 4 px are computed on an image
     decimated by s/2 (box average, then the remaining blur) and interpolated back: a fixed cost
-    per scale, whatever its size."""
+    per scale, whatever its size. ``blurred``: already blurred images by scale (reused)."""
     h, w = y.shape[-2:]
     out = []
     for s in scales:
@@ -115,7 +115,7 @@ def scale_gradients(y: torch.Tensor, scales=SCALES_PX) -> torch.Tensor:
             g = _magnitude(_blur(small, rest)) / f
             out.append(F.interpolate(g, size=(h, w), mode="bilinear", align_corners=False))
         else:
-            out.append(_magnitude(_blur(y, s)))
+            out.append(_magnitude(blurred[s] if blurred and s in blurred else _blur(y, s)))
     return torch.cat(out, 1)
 
 
@@ -245,10 +245,11 @@ def estimate_defocus(image_srgb: torch.Tensor, config: ReblurConfig | None = Non
     cfg = config or ReblurConfig()
     grid, log_h, noise_energy = (t.to(image_srgb.device) for t in _calibration())
     y = luminance(image_srgb)
-    g = scale_gradients(y)  # (B, K, H, W)
+    y1 = _blur(y, SCALES_PX[1])  # the edge-detection scale
+    g = scale_gradients(y, blurred={SCALES_PX[1]: y1})  # (B, K, H, W)
     sigma_n = noise_sigma(y)  # (B,)
     noise_g = sigma_n.view(-1, 1, 1, 1) * noise_energy.sqrt().view(1, -1, 1, 1)  # (B, K, 1, 1) rms noise gradient
-    edges = _edges(g[:, 1:2], _blur(y, SCALES_PX[1]), cfg.edge_snr * noise_g[:, 1, 0, 0])
+    edges = _edges(g[:, 1:2], y1, cfg.edge_snr * noise_g[:, 1, 0, 0])
     edges = _strongest(edges, g[:, 1:2], cfg.max_edge_fraction)
     idx = edges.flatten()
     b, k, h, w = g.shape
@@ -275,7 +276,9 @@ def estimate_defocus(image_srgb: torch.Tensor, config: ReblurConfig | None = Non
         coc, _ = propagate(values, weights, image_srgb.float(), cfg.sigma_s, cfg.sigma_r)
     coc = coc.clamp(0.0, COC_GRID_MAX)
     r = cfg.support_radius
-    support = F.avg_pool2d(weights, 2 * r + 1, 1, r, count_include_pad=False)  # local edge evidence
+    # local edge evidence: a (2r+1)^2 box mean, separable (two 1D passes)
+    support = F.avg_pool2d(weights, (1, 2 * r + 1), 1, (0, r), count_include_pad=False)
+    support = F.avg_pool2d(support, (2 * r + 1, 1), 1, (r, 0), count_include_pad=False)
     confidence = support / (support + cfg.support_half)
     sigma = (0.3 + 0.25 * coc) * (1.0 + 2.0 * (1.0 - confidence))
     feats = None
