@@ -196,7 +196,9 @@ def bag_lens(opts: ConvertOptions, src, custom: dict) -> tuple[dict, str]:
     missing = [k for k in ("focal_length_m", "f_number", "focus_distance_m") if k not in lens]
     if missing:
         raise BagError(f"{src.name}: no lens settings for {', '.join(missing)}: give --focal-length-mm, --f-number, "
-                       "--focus-distance, or a --lens YAML file, or put lens.yaml in the bag (see DATASET.md)")
+                       "--focus-distance, or a --lens YAML file, or put lens.yaml in the bag (see DATASET.md). "
+                       "For an all-in-focus RGB-D camera (RealSense, ZED, ...), use --mode render: it renders "
+                       "focused images from the frames and their depth at drawn lens settings")
     from ..optics import Lens, LensError
 
     try:
