@@ -3,6 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+# a .venv copied from another checkout points at that checkout (its scripts and the editable
+# install would land there): rebuild it
+if [ -f .venv/bin/activate ] && ! grep -qxF -e "VIRTUAL_ENV=\"$(pwd)/.venv\"" -e "VIRTUAL_ENV='$(pwd)/.venv'" \
+        .venv/bin/activate; then
+    echo "setup_env: .venv belongs to another path; rebuilding it" >&2
+    rm -rf .venv
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
