@@ -16,8 +16,9 @@ Every CoC ``c`` has two depths, one in front of the focus plane and one behind i
   a 100 % error: the cap keeps a tiny chance of a far-side depth near infinity from ruling out a
   pixel whose side is all but certain).
 
-Pixels with ``rel > max_relative_error`` or a depth outside the working range are NaN in the
-published depth (REP 118), and in the point cloud.
+The side taken is the one with the lower expected AbsRel (:func:`choose_behind`): an even chance
+takes the near depth, whose error is bounded. Pixels with ``rel > max_relative_error`` or a depth
+outside the working range are NaN in the published depth (REP 118), and in the point cloud.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 from .optics import coc_at_infinity_batch, depth_on_side, relative_depth_error
 
-__all__ = ["FOCUS_SIDES", "DepthResult", "side_probability", "compose_depth"]
+__all__ = ["FOCUS_SIDES", "DepthResult", "side_probability", "choose_behind", "compose_depth"]
 
 FOCUS_SIDES = ("auto", "front", "behind")
 
@@ -80,6 +81,19 @@ def side_probability(coc, coc_sigma, lens, fx, focus_side: str = "auto", prior_b
     return behind / (behind + front).clamp_min(1e-12)
 
 
+def choose_behind(p_behind, d_near, d_far) -> torch.Tensor:
+    """The side with the lower expected relative error ``|d - d_true| / d_true`` (AbsRel).
+
+    Taking the near depth when the truth is the far one costs ``1 - d_near / d_far`` (< 1); taking
+    the far depth when the truth is the near one costs ``d_far / d_near - 1`` (unbounded). So the
+    far side is taken only when ``p_behind >= r / (1 + r)``, ``r = d_far / d_near``: at the focus
+    plane (r = 1) that is 0.5, and a far depth near infinity needs near certainty.
+    """
+    r = (d_far / d_near).nan_to_num(nan=math.inf, posinf=math.inf)
+    threshold = torch.where(torch.isfinite(r), r / (1.0 + r), torch.ones_like(r))
+    return p_behind >= threshold
+
+
 def compose_depth(coc, coc_sigma, p_behind, lens, fx, max_relative_error: float = 0.25,
                   min_depth_m: float = 0.0, max_depth_m: float = math.inf) -> DepthResult:
     """Depth (m) with NaN where it is not determined (see module doc).
@@ -90,9 +104,11 @@ def compose_depth(coc, coc_sigma, p_behind, lens, fx, max_relative_error: float 
         lens: (B, 3); fx: (B,) px.
         max_relative_error: publish pixels whose expected relative depth error is at most this.
     """
-    behind = p_behind >= 0.5
-    d = depth_on_side(coc, behind, lens, fx)
-    d_other = depth_on_side(coc, ~behind, lens, fx)
+    d_near = depth_on_side(coc, torch.zeros_like(coc, dtype=torch.bool), lens, fx)
+    d_far = depth_on_side(coc, torch.ones_like(coc, dtype=torch.bool), lens, fx)
+    behind = choose_behind(p_behind, d_near, d_far)
+    d = torch.where(behind, d_far, d_near)
+    d_other = torch.where(behind, d_near, d_far)
     rel_c = relative_depth_error(coc_sigma, coc, behind, lens, fx)
     p_wrong = torch.minimum(p_behind, 1 - p_behind)
     spread = ((d_other - d).abs() / d).nan_to_num(nan=1.0, posinf=1.0).clamp(max=1.0)

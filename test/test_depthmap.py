@@ -51,6 +51,17 @@ def test_side_rules():
     assert float(side_probability(c, sig, LT, FX, "auto", max_depth_m=2.2)[0, 0, 0, 0]) < 0.01
 
 
+def test_an_unsure_side_takes_the_near_depth():
+    """Even odds: the near depth (bounded error) is taken; the far one needs p > r / (1 + r)."""
+    c, sig = _m([3.0, 3.0, 3.0]), _m([0.1, 0.1, 0.1])
+    near, far = depth_candidates(3.0, LENS, 1000.0)
+    r = far / near
+    p = _m([0.5, r / (1 + r) - 0.01, r / (1 + r) + 0.01])
+    d = compose_depth(c, sig, p, LT, FX, 1e9).depth[0, 0, 0]
+    assert float(d[0]) == pytest.approx(near, rel=1e-5) and float(d[1]) == pytest.approx(near, rel=1e-5)
+    assert float(d[2]) == pytest.approx(far, rel=1e-5)
+
+
 def test_validity():
     c = _m([0.3, 3.0, 3.0, 12.0])
     sig = _m([0.3, 0.3, 0.3, 0.3])
@@ -67,6 +78,10 @@ def test_validity():
     # behind at 12 px of a 12.82 px CoC at infinity: ill-conditioned, not published
     behind = compose_depth(c, sig, side_probability(c, sig, LT, FX, "behind"), LT, FX, 0.25)
     assert math.isnan(float(behind.depth[0, 0, 0, 3])) and math.isfinite(float(behind.depth[0, 0, 0, 1]))
+    # a CoC above the CoC at infinity has no depth behind the focus plane: 'behind' publishes nothing
+    over = _m([C_INF + 2.0])
+    res_over = compose_depth(over, _m([0.1]), side_probability(over, _m([0.1]), LT, FX, "behind"), LT, FX, 0.25)
+    assert math.isnan(float(res_over.depth[0, 0, 0, 0]))
     # the threshold: everything finite is published at a huge max_relative_error
     loose = compose_depth(c, sig, side_probability(c, sig, LT, FX, "front"), LT, FX, 1e9)
     assert bool(torch.isfinite(loose.depth).all())
