@@ -17,33 +17,35 @@ __all__ = ["main", "build_parser"]
 
 
 def read_rgb_image(path: Path):
-    """Read an 8-bit RGB image; raise InputError with the reason for anything else."""
+    """Read an image file as (H, W, 3) uint8 RGB through the package's one decoder
+    (:mod:`.imagecodec`: what the node and the bag converter accept, the CLI accepts: colour or grey,
+    8 or 16 bits, alpha dropped); raise InputError with the reason for anything else."""
     import cv2
     import numpy as np
 
     from .estimator import InputError
+    from .imagecodec import DecodeError, decode_image
 
     if not path.is_file():
         raise InputError("file not found")
     if path.stat().st_size == 0:
         raise InputError("file is empty (zero bytes)")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # BGR(A) or grey, uint8 / uint16
     if img is None:
         raise InputError("not a readable image (unknown format or corrupt data)")
     if img.size == 0 or min(img.shape[:2]) == 0:
         raise InputError("zero-size image")
-    if img.dtype != np.uint8:
-        raise InputError(f"{img.dtype} image ({'16-bit' if img.dtype == np.uint16 else 'not 8-bit'}); "
-                         "an 8-bit RGB image is needed (convert it, e.g. with "
-                         "'convert in.png -depth 8 out.png')")  # fmt: skip
-    if img.ndim == 2 or img.shape[2] == 1:
-        raise InputError("grayscale image; an RGB colour image is needed (defocus is read from colour "
-                         "images of the camera)")  # fmt: skip
-    if img.shape[2] == 4:
-        raise InputError("RGBA image with an alpha channel; an RGB image without alpha is needed")
-    if img.shape[2] != 3:
-        raise InputError(f"image with {img.shape[2]} channels; an RGB image is needed")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    bits = {np.dtype(np.uint8): "8", np.dtype(np.uint16): "16"}.get(img.dtype)
+    encoding = {1: "mono", 3: "bgr", 4: "bgra"}.get(channels)
+    if bits is None or encoding is None:
+        raise InputError(f"{img.dtype} image with {channels} channels; an 8- or 16-bit colour or grey image is needed")
+    img = np.ascontiguousarray(img)
+    try:
+        return decode_image(encoding + bits, img.shape[1], img.shape[0], img.strides[0], img.dtype.byteorder == ">",
+                            img.view(np.uint8))  # fmt: skip
+    except DecodeError as exc:
+        raise InputError(str(exc)) from None
 
 
 def add_depth_args(p: argparse.ArgumentParser) -> None:

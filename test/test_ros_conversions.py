@@ -96,7 +96,7 @@ def test_zero_size_and_unsupported():
     with pytest.raises(BadInput) as e:
         image_to_rgb(raw_image(bytes(4 * 4 * 3), 4, 4, 12, "rgb8"))  # below the 8 px minimum
     assert e.value.kind == "zero_size"
-    for enc in ("32FC1", "bayer_rggb8", "", "rgb16"):
+    for enc in ("32FC1", "bayer_rggb8", "", "16UC1"):
         with pytest.raises(BadInput) as e:
             image_to_rgb(raw_image(bytes(16 * 12 * 4), 16, 12, 64, enc))
         assert e.value.kind == "unsupported_encoding" and "supported" in str(e.value)

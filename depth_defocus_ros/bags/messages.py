@@ -1,8 +1,7 @@
 """Decode sensor_msgs payloads (as deserialised by ``rosbags``) to numpy arrays.
 
-* RGB: ``sensor_msgs/Image`` in rgb8, bgr8, rgba8, bgra8, rgb16, bgr16, rgba16, bgra16, yuv422
-  (UYVY), yuv422_yuy2 (YUYV), nv12; ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...). Returns an
-  (H, W, 3) uint8 RGB array.
+* RGB: ``sensor_msgs/Image`` or ``CompressedImage`` in any encoding of :mod:`..imagecodec` (the
+  one decoder the node and the CLI use too). Returns an (H, W, 3) uint8 RGB array.
 * Depth: ``sensor_msgs/Image`` in 16UC1 / mono16 (millimetres, 0 = invalid) or 32FC1 (metres,
   0 / NaN / inf = invalid). Returned as stored (uint16 or float32): the dataset keeps it lossless.
   ``compressedDepth`` (image_transport) is refused with the way out.
@@ -28,14 +27,6 @@ INFO_TYPES = ("sensor_msgs/msg/CameraInfo",)
 # depth encoding -> metres per stored unit (16-bit depth is millimetres by the REP 118 convention)
 DEPTH_SCALES = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
 
-# encoding -> (channels, bytes per channel, channel order)
-_RGB = {
-    "rgb8": (3, 1, "rgb"), "bgr8": (3, 1, "bgr"), "rgba8": (4, 1, "rgb"), "bgra8": (4, 1, "bgr"),
-    "rgb16": (3, 2, "rgb"), "bgr16": (3, 2, "bgr"), "rgba16": (4, 2, "rgb"), "bgra16": (4, 2, "bgr"),
-}  # fmt: skip
-_YUV = {"yuv422": "COLOR_YUV2RGB_UYVY", "uyvy": "COLOR_YUV2RGB_UYVY", "yuv422_yuy2": "COLOR_YUV2RGB_YUY2",
-        "yuyv": "COLOR_YUV2RGB_YUY2", "nv12": "COLOR_YUV2RGB_NV12"}  # fmt: skip
-_GRAY = ("mono8", "mono16", "8UC1", "16UC1", "32FC1")
 COMPRESSED_DEPTH_HINT = (
     "compressedDepth frames are not supported (the 32FC1 variant is quantised, i.e. lossy); record the raw "
     "depth topic (e.g. /camera/aligned_depth_to_color/image_raw), or decompress the bag first with "
@@ -81,48 +72,16 @@ def _rows(msg, bpp: int) -> np.ndarray:
 
 
 def decode_rgb(msg, msgtype: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a sensor_msgs Image or CompressedImage."""
-    import cv2
+    """(H, W, 3) uint8 RGB from a sensor_msgs Image or CompressedImage (:mod:`..imagecodec`, the
+    decoder the node uses too)."""
+    from ..imagecodec import DecodeError, decode_compressed, decode_image
 
-    if msgtype.endswith("CompressedImage"):
-        fmt = str(msg.format)
-        if "compressedDepth" in fmt:
-            raise FrameError(f"the RGB topic carries compressedDepth frames ({fmt!r})")
-        img = cv2.imdecode(np.asarray(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise FrameError(f"cannot decode compressed image (format {fmt!r}): corrupt or unknown data")
-        if img.ndim == 2 or img.shape[2] == 1:
-            raise FrameError(f"grayscale compressed image (format {fmt!r}); an RGB colour camera is needed")
-        if img.dtype == np.uint16:
-            img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        return np.ascontiguousarray(img[:, :, 2::-1])  # BGR(A) -> RGB
-    enc = str(msg.encoding)
-    if enc in _RGB:
-        ch, bpc, order = _RGB[enc]
-        rows = _rows(msg, ch * bpc)
-        h, w = rows.shape[0], int(msg.width)
-        if bpc == 2:
-            dt = ">u2" if msg.is_bigendian else "<u2"
-            px = np.ascontiguousarray(rows).view(dt).reshape(h, w, ch)
-            px = ((px.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        else:
-            px = rows.reshape(h, w, ch)
-        px = px[:, :, :3]
-        return np.ascontiguousarray(px[:, :, ::-1] if order == "bgr" else px)
-    if enc in _YUV:
-        import cv2
-
-        h, w = int(msg.height), int(msg.width)
-        if enc == "nv12":
-            data = np.asarray(msg.data, dtype=np.uint8)
-            if data.size < h * w * 3 // 2:
-                raise FrameError(f"image data too short for {w}x{h} nv12")
-            return cv2.cvtColor(data[: h * w * 3 // 2].reshape(h * 3 // 2, w), getattr(cv2, _YUV[enc]))
-        rows = _rows(msg, 2)
-        return cv2.cvtColor(np.ascontiguousarray(rows).reshape(h, w, 2), getattr(cv2, _YUV[enc]))
-    if enc in _GRAY:
-        raise FrameError(f"the RGB topic is grayscale ({enc}); an RGB colour camera is needed")
-    raise FrameError(f"unknown image encoding {enc!r} (supported: {', '.join(list(_RGB) + list(_YUV))})")
+    try:
+        if msgtype.endswith("CompressedImage"):
+            return decode_compressed(str(msg.format), msg.data)
+        return decode_image(str(msg.encoding), msg.width, msg.height, msg.step, msg.is_bigendian, msg.data)
+    except DecodeError as exc:
+        raise FrameError(str(exc)) from None
 
 
 def decode_depth(msg, msgtype: str) -> np.ndarray:

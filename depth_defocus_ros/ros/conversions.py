@@ -1,8 +1,8 @@
 """sensor_msgs <-> numpy without cv_bridge: Image, CompressedImage, CameraInfo, PointCloud2.
 
-Decoding a camera frame checks everything a driver can get wrong and raises :class:`BadInput`
-(``kind`` names the diagnostics counter, the message says what was wrong) instead of returning
-garbage.
+Decoding a camera frame (:mod:`..imagecodec`, shared with the bag converter and the CLI) checks
+everything a driver can get wrong and raises :class:`BadInput` (``kind`` names the diagnostics
+counter, the message says what was wrong) instead of returning garbage.
 """
 
 from __future__ import annotations
@@ -13,89 +13,34 @@ import sys
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
+from ..imagecodec import SUPPORTED_ENCODINGS, DecodeError, decode_compressed, decode_image
 from .pointcloud import POINT_DTYPE, Intrinsics
 
 __all__ = ["BadInput", "SUPPORTED_ENCODINGS", "image_to_rgb", "compressed_to_rgb", "numpy_to_image",
            "image_to_numpy", "check_camera_info", "camera_info_from_intrinsics", "points_to_pointcloud2",
            "pointcloud2_to_array"]  # fmt: skip
 
+# one decoder for every path (node, converter, CLI): depth_defocus_ros/imagecodec.py
+BadInput = DecodeError  # an input message the node skips; ``kind`` is its diagnostics counter
 MIN_SIZE = 8  # px: smaller frames cannot be processed (the estimator's lower limit)
 
 
-class BadInput(ValueError):
-    """An input message the node skips. ``kind`` is its diagnostics counter."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-# encoding -> bytes per pixel; yuv422 is UYVY (sensor_msgs/image_encodings.hpp), yuv422_yuy2 is YUYV
-_BPP = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "8uc1": 1, "8uc3": 3,
-        "yuv422": 2, "uyvy": 2, "yuv422_yuy2": 2, "yuyv": 2}  # fmt: skip
-SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "yuv422", "yuv422_yuy2")
-
-
-def _check_size(width: int, height: int) -> None:
-    if width <= 0 or height <= 0:
-        raise BadInput("zero_size", f"zero-size frame ({width}x{height})")
-    if width < MIN_SIZE or height < MIN_SIZE:
-        raise BadInput("zero_size", f"frame too small ({width}x{height}, at least {MIN_SIZE}x{MIN_SIZE} px)")
+def _processable(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if w < MIN_SIZE or h < MIN_SIZE:
+        raise BadInput("zero_size", f"frame too small ({w}x{h}, at least {MIN_SIZE}x{MIN_SIZE} px)")
+    return rgb
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a sensor_msgs/Image in any of :data:`SUPPORTED_ENCODINGS`
-    (grey images are repeated into 3 channels; mono16 keeps its top 8 bits)."""
-    import cv2
-
-    enc = msg.encoding.strip().lower()
-    w, h, step = int(msg.width), int(msg.height), int(msg.step)
-    if enc not in _BPP:
-        raise BadInput("unsupported_encoding", f"unsupported encoding {msg.encoding!r} (supported: "
-                       f"{', '.join(SUPPORTED_ENCODINGS)}; or use image_transport=compressed)")  # fmt: skip
-    _check_size(w, h)
-    bpp = _BPP[enc]
-    n = len(msg.data)
-    if step < w * bpp or n != step * h:
-        raise BadInput("bad_data_length", f"data length {n} does not match {w}x{h} {enc} with step {step} "
-                       f"(expected step >= {w * bpp} and length = step * height = {step * h})")  # fmt: skip
-    if enc in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and w % 2:
-        raise BadInput("bad_data_length", f"{enc} needs an even width, got {w}")
-    raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, : w * bpp]  # (H, W*bpp)
-    if enc == "mono16":
-        px = raw.reshape(h, w, 2).copy().view(">u2" if msg.is_bigendian else "<u2")[..., 0]  # (H, W)
-        grey = (px >> 8).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-    img = raw.reshape(h, w, bpp)
-    if enc in ("rgb8", "rgba8"):
-        return np.ascontiguousarray(img[..., :3])
-    if enc in ("bgr8", "bgra8", "8uc3"):
-        return np.ascontiguousarray(img[..., 2::-1])
-    if enc in ("mono8", "8uc1"):
-        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
-    code = cv2.COLOR_YUV2RGB_UYVY if enc in ("yuv422", "uyvy") else cv2.COLOR_YUV2RGB_YUY2
-    return cv2.cvtColor(np.ascontiguousarray(img), code)
+    """(H, W, 3) uint8 RGB from a sensor_msgs/Image in any of :data:`SUPPORTED_ENCODINGS`."""
+    return _processable(decode_image(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data))
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png, as image_transport's
     compressed plugin writes them)."""
-    import cv2
-
-    fmt = msg.format.lower()
-    if "compresseddepth" in fmt:
-        raise BadInput("unsupported_encoding", f"compressed depth ({msg.format!r}) is not a camera image")
-    data = bytes(msg.data)
-    if not data:
-        raise BadInput("zero_size", "empty compressed image")
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        raise BadInput("corrupt_compressed", f"truncated JPEG ({len(data)} bytes, no end-of-image marker)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) BGR or None
-    if img is None:
-        raise BadInput("corrupt_compressed", f"cannot decode compressed image (format {msg.format!r}, "
-                       f"{len(data)} bytes): corrupt or not jpeg/png")  # fmt: skip
-    _check_size(img.shape[1], img.shape[0])
-    return np.ascontiguousarray(img[..., ::-1])
+    return _processable(decode_compressed(msg.format, msg.data))
 
 
 _NUMPY_ENCODINGS = {"32FC1": (np.float32, 1), "bgr8": (np.uint8, 3), "rgb8": (np.uint8, 3), "mono8": (np.uint8, 1),
