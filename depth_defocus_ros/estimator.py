@@ -88,17 +88,14 @@ def processing_size(h: int, w: int, long_side_cap: int) -> tuple[int, int, float
     return hp, wp, wp / w
 
 
-def prepare(rgb: np.ndarray, device, long_side_cap: int, multiple: int = 1):
-    """HxWx3 uint8 -> ((1, 3, H', W') sRGB float in [0, 1] padded to ``multiple``, scale, (h', w'))."""
+def prepare(rgb: np.ndarray, device, long_side_cap: int):
+    """HxWx3 uint8 -> ((1, 3, H', W') sRGB float in [0, 1] at the processing size, scale)."""
     h, w = rgb.shape[:2]
     hp, wp, scale = processing_size(h, w, long_side_cap)
     x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
     if scale < 1.0:
         x = F.interpolate(x, size=(hp, wp), mode="area")
-    ph, pw = (-hp) % multiple, (-wp) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, scale, (hp, wp)
+    return x, scale
 
 
 class Estimator:
@@ -134,10 +131,11 @@ class Estimator:
 
     @torch.no_grad()
     def read(self, x: torch.Tensor, lens_t: torch.Tensor, fx_t: torch.Tensor):
-        """Blur and side for a batch prepared at the processing resolution.
+        """Blur and side of a batch at the processing resolution (the one place that pads for the
+        network and crops back).
 
         Args:
-            x: (B, 3, H, W) sRGB in [0, 1] (padded to ``self.multiple``).
+            x: (B, 3, H, W) sRGB in [0, 1], any H and W.
             lens_t: (B, 3) [f (m), N, d_f (m)]; fx_t: (B,) px at this resolution.
         Returns:
             coc (px), coc_sigma (px), prior P(behind) or None (no learned side), confidence; each
@@ -146,10 +144,12 @@ class Estimator:
         if self.model is None:
             est = estimate_defocus(x)
             return est.coc, est.sigma, None, est.confidence
-        dtype = torch.float16 if self.half else torch.float32
-        out = self.model(x.to(dtype), lens_t, fx_t)
-        return (out["coc"].float(), out["coc_sigma"].float(), torch.sigmoid(out["side_logit"].float()),
-                out["confidence"].float())  # fmt: skip
+        h, w = x.shape[-2:]
+        m = self.multiple
+        x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
+        out = self.model(x.to(torch.float16 if self.half else torch.float32), lens_t, fx_t)
+        maps = (out["coc"], out["coc_sigma"], torch.sigmoid(out["side_logit"].float()), out["confidence"])
+        return tuple(t[..., :h, :w].float() for t in maps)
 
     @torch.no_grad()
     def predict(self, rgb, lens, fx: float, uncertainty: bool = False, focus_side: str = "auto",
@@ -179,10 +179,10 @@ class Estimator:
         if focus_side not in FOCUS_SIDES:
             raise ValueError(f"focus_side must be one of {', '.join(FOCUS_SIDES)}, got {focus_side!r}")
         h, w = rgb.shape[:2]
-        x, scale, (hp, wp) = prepare(rgb, self.device, self.long_side, self.multiple)
+        x, scale = prepare(rgb, self.device, self.long_side)
         lens_t = lens.as_tensor(self.device)
         fx_t = torch.tensor([fx * scale], device=self.device)
-        maps = [None if t is None else t[..., :hp, :wp] for t in self.read(x, lens_t, fx_t)]
+        maps = list(self.read(x, lens_t, fx_t))
         if scale < 1.0:  # back to the input size; CoC and its sigma in input pixels
             maps = [None if t is None else F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
                     for t in maps]  # fmt: skip

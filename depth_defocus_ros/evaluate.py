@@ -68,15 +68,12 @@ def evaluate_estimator(est, data_root, split=None, batch_size=8, focus_side: str
         if max_batches and i >= max_batches:
             break
         b = {k: v.to(est.device) for k, v in b.items()}
-        h, w = b["image"].shape[-2:]
-        m = est.multiple
-        x = torch.nn.functional.pad(b["image"], (0, (-w) % m, 0, (-h) % m), mode="replicate")
-        coc, sigma, prior, _ = (None if t is None else t[..., :h, :w] for t in est.read(x, b["lens"], b["fx"]))
+        coc, sigma, prior, _ = est.read(b["image"], b["lens"], b["fx"])
         p = side_probability(coc, sigma, b["lens"], b["fx"], focus_side, prior)
         res = compose_depth(coc, sigma, p, b["lens"], b["fx"], max_relative_error)
         acc.update(res.depth, coc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"],
                    side_prob=prior)  # fmt: skip
-        n += x.shape[0]
+        n += b["image"].shape[0]
     res = acc.result()
     res["images"] = n
     res["seconds"] = round(time.time() - t0, 1)

@@ -52,15 +52,15 @@ def fmt(name: str, ms: np.ndarray) -> str:
 def bench(est: Estimator, rgb: np.ndarray, frames: int) -> None:
     cuda = est.device.type == "cuda"
     fx = 0.97 * rgb.shape[1]
-    x, scale, (hp, wp) = prepare(rgb, est.device, est.long_side, est.multiple)
+    x, scale = prepare(rgb, est.device, est.long_side)
+    hp, wp = x.shape[-2:]
     lens_t, fx_t = LENS.as_tensor(est.device), torch.tensor([fx * scale], device=est.device)
     print(f"{est.device.type} {'fp16' if est.half else 'fp32'} {est.kind}: input {rgb.shape[1]}x{rgb.shape[0]}, "
           f"processed at {wp}x{hp}")  # fmt: skip
     print(fmt("predict (all stages)", timed(lambda: est.predict(rgb, LENS, fx), frames, cuda)))
     print(fmt("training-free estimate", timed(lambda: estimate_defocus(x), frames, cuda)))
     if est.model is not None:
-        xx = x.to(torch.float16 if est.half else torch.float32)
-        print(fmt("network (with physics)", timed(lambda: est.model(xx, lens_t, fx_t), frames, cuda)))
+        print(fmt("network (with physics)", timed(lambda: est.read(x, lens_t, fx_t), frames, cuda)))
     coc, sigma, prior, _ = est.read(x, lens_t, fx_t)
 
     def compose():

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ..paths import package_share_path
-
-__all__ = ["resolve_topic", "rviz_topics", "rviz_config_text", "write_rviz_config", "default_rviz_config"]
+__all__ = ["resolve_topic", "rviz_topics", "rviz_config_text", "write_rviz_config"]
 
 
 def resolve_topic(topic: str, namespace: str = "") -> str:
@@ -64,8 +62,3 @@ def write_rviz_config(template_path, namespace: str = "", image_topic: str = "im
     out = out_dir / f"depth_defocus_{tag}_{os.getpid()}.rviz"
     out.write_text(text)
     return str(out)
-
-
-def default_rviz_config() -> Path:
-    """config/depth_defocus.rviz of the source tree, or of the installed share folder."""
-    return package_share_path("config", "depth_defocus.rviz")
