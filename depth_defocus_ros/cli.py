@@ -115,8 +115,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .data import render_shards
-    from .scenes import scene_config_from_args
+    from .scenes import render_shards, scene_config_from_args
 
     render_shards(args.out, args.scenes, args.seed, args.shard_size, scene_config_from_args(args))
     print(f"wrote {args.scenes} scenes to {args.out}")

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import ShardDataset, render_shards
+from .datasets import ShardDataset
 from .depthmap import compose_depth, side_probability
 from .metrics import MetricAccumulator
-from .scenes import SceneConfig
+from .scenes import SceneConfig, render_shards
 
 __all__ = ["HELDOUT", "heldout_config", "evaluate_estimator", "ensure_heldout", "format_report"]
 

@@ -167,7 +167,7 @@ def load_cases(cache_dir=None, cases=CASES, progress: bool = True):
     per case, written atomically) when it is given."""
     from tqdm import tqdm
 
-    from .data import write_shard
+    from .shards import write_shard
 
     cache = Path(cache_dir) / f"motorcycle_v{VERSION}" if cache_dir else None
     scene = None

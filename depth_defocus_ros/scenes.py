@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +41,7 @@ from .optics import Lens, coc_at_infinity_px, signed_defocus_px
 from .render import render_defocus, render_defocus_gather, sensor_degrade, srgb_to_linear
 from .textures import TextureBank
 
-__all__ = ["SceneConfig", "SceneGenerator", "SceneStream", "LAYOUTS", "add_scene_args", "scene_config_from_args"]
+__all__ = ["SceneConfig", "SceneGenerator", "LAYOUTS", "add_scene_args", "scene_config_from_args", "render_shards"]
 
 LAYOUTS = ("layers", "structured")
 # sensor widths (mm): 1/2.3", 1/1.7", 1", 4/3, APS-C, full frame
@@ -509,34 +510,48 @@ class SceneGenerator:
         }
 
 
-class SceneStream(torch.utils.data.IterableDataset):
-    """Infinite, seeded stream of rendered batches; a fixed seed gives the same scenes.
+def render_shards(out: str | os.PathLike, scenes: int, seed: int, shard_size: int = 100,
+                  config=None, progress: bool = True) -> Path:  # fmt: skip
+    """Render ``scenes`` synthetic scenes into shards (resumable: existing shards are kept).
 
-    Each DDP rank and DataLoader worker draws from its own seed (``seed + 1000 * rank + worker``)
-    so that no two processes train on the same scenes.
-
-    With ``reuse > 1`` every rendered batch is used for that many steps, each with its own random
-    crop (``crop`` = (h, w) px) and flip: rendering is the costly part on a CPU.
+    Shard ``i`` is drawn from seed ``seed * 100003 + i``, so every shard is reproducible alone and
+    a resumed run gives the same dataset as an uninterrupted one.
     """
+    from tqdm import tqdm
 
-    def __init__(self, config: SceneConfig, batch_size: int, seed: int = 0, rank: int = 0,
-                 reuse: int = 1, crop=None):  # fmt: skip
-        super().__init__()
-        self.config, self.batch_size, self.seed, self.rank = config, batch_size, seed, rank
-        self.reuse, self.crop = reuse, crop
+    from .shards import FORMAT_VERSION, write_json_atomic, write_shard
 
-    def __iter__(self):
-        from .data import MAP_KEYS, random_crop
-
-        info = torch.utils.data.get_worker_info()
-        worker = info.id if info else 0
-        seed = self.seed + 1000 * self.rank + 100_003 * worker
-        gen = SceneGenerator(self.config, seed=seed)
-        rng = np.random.default_rng(seed)
-        while True:
-            batch = gen.batch(self.batch_size)
-            for _ in range(self.reuse):
-                b = dict(batch)
-                if self.reuse > 1 and rng.random() < 0.5:
-                    b.update({k: batch[k].flip(-1) for k in MAP_KEYS})
-                yield random_crop(b, self.crop, rng) if self.crop else b
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config or SceneConfig()
+    n_shards = (scenes + shard_size - 1) // shard_size
+    names = []
+    bar = tqdm(total=scenes, desc=f"render {out.name}", unit="scene", disable=not progress)
+    for i in range(n_shards):
+        name = f"shard_{i:05d}.npz"
+        names.append(name)
+        count = min(shard_size, scenes - i * shard_size)
+        if (out / name).exists():
+            bar.update(count)
+            continue
+        gen = SceneGenerator(cfg, seed=seed * 100003 + i)
+        parts = [gen.batch(min(25, count - k)) for k in range(0, count, 25)]
+        b = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        write_shard(
+            out / name,
+            image=(b["image"].permute(0, 2, 3, 1) * 255).round().byte().numpy(),
+            depth=b["depth"][:, 0].numpy(), lens=b["lens"].numpy(), fx=b["fx"].numpy(),
+            layout=b["layout"].numpy(),
+        )  # fmt: skip
+        write_json_atomic(out / "manifest.json", {
+            "format_version": FORMAT_VERSION, "source": "synthetic", "seed": seed,
+            "scenes": scenes, "shard_size": shard_size, "shards": names,
+            "complete": False, "scene_config": cfg.to_dict(),
+        })  # fmt: skip
+        bar.update(count)
+    bar.close()
+    write_json_atomic(out / "manifest.json", {
+        "format_version": FORMAT_VERSION, "source": "synthetic", "seed": seed, "scenes": scenes,
+        "shard_size": shard_size, "shards": names, "complete": True, "scene_config": cfg.to_dict(),
+    })  # fmt: skip
+    return out

@@ -34,13 +34,13 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
-from .data import ShardDataset
+from .datasets import SceneStream, ShardDataset
 from .estimator import DEFAULT_LONG_SIDE, select_device
 from .losses import LossWeights, multitask_loss
 from .metrics import MetricAccumulator
 from .model import DepthDefocusNet, ModelConfig
 from .optics import depth_on_side
-from .scenes import SceneConfig, SceneGenerator, SceneStream, add_scene_args, scene_config_from_args
+from .scenes import SceneConfig, SceneGenerator, add_scene_args, scene_config_from_args
 
 __all__ = ["add_train_args", "run_training", "Trainer"]
 

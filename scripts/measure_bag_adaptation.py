@@ -40,9 +40,11 @@ from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags  # noqa:
 from depth_defocus_ros.bags.synth import scene_frames, write_synthetic_bag  # noqa: E402
 from depth_defocus_ros.checkpoint import build_model, load_checkpoint  # noqa: E402
 from depth_defocus_ros.cli import main as cli  # noqa: E402
-from depth_defocus_ros.data import render_shards  # noqa: E402
 from depth_defocus_ros.evaluate import evaluate_model  # noqa: E402
-from depth_defocus_ros.scenes import SceneConfig  # noqa: E402
+from depth_defocus_ros.scenes import (
+    SceneConfig,  # noqa: E402
+    render_shards,  # noqa: E402
+)
 
 SIZE = 64
 REAL_LENS = (0.05, 2.0, 1.2)

@@ -18,8 +18,9 @@ import torch
 from depth_defocus_ros.bags import convert as conv
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags
 from depth_defocus_ros.bags.synth import DEPTH_TOPIC, INFO_TOPIC, scene_frames, write_synthetic_bag
-from depth_defocus_ros.data import FORMAT_VERSION, ShardDataset, depth_metres
+from depth_defocus_ros.datasets import ShardDataset
 from depth_defocus_ros.scenes import SceneConfig
+from depth_defocus_ros.shards import FORMAT_VERSION, depth_metres
 
 LENS = dict(focal_length_mm=35.0, f_number=2.0, focus_distance_m=1.0)
 FX = 60.0

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from depth_defocus_ros.checkpoint import load_checkpoint
-from depth_defocus_ros.data import render_shards
-from depth_defocus_ros.scenes import SceneConfig
+from depth_defocus_ros.scenes import SceneConfig, render_shards
 
 TINY = ["--process-long-side", "64", "--channels", "8,8,16,16,16", "--decoder-channels", "16,8,8,8",
         "--height", "64", "--width", "64", "--visible-blur-fraction", "1.0",

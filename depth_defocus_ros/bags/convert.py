@@ -49,18 +49,18 @@ STATE_DIR = ".bag2dataset"
 RUN_ONLY = ("out", "workers", "progress", "device")
 
 
-FORMAT_VERSION = 2  # of the shards and manifest (depth_defocus_ros.data.FORMAT_VERSION; checked in the tests)
+FORMAT_VERSION = 2  # of the shards and manifest (depth_defocus_ros.shards.FORMAT_VERSION; checked in the tests)
 
 
 def write_shard(path, **kw):
-    """:func:`depth_defocus_ros.data.write_shard`, imported lazily: workers that do not render need no torch."""
-    from ..data import write_shard as _write
+    """:func:`depth_defocus_ros.shards.write_shard`."""
+    from ..shards import write_shard as _write
 
     _write(path, **kw)
 
 
 def write_json_atomic(path, obj):
-    from ..data import write_json_atomic as _write
+    from ..shards import write_json_atomic as _write
 
     _write(path, obj)
 
