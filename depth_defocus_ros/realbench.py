@@ -181,5 +181,5 @@ def load_cases(cache_dir=None, cases=CASES, progress: bool = True):
         r = render_case(case, scene)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_shard(path, compress=True, **r)
+            write_shard(path, compression="deflate6", **r)
         yield case, r

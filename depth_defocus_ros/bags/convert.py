@@ -102,7 +102,7 @@ class ConvertOptions:
     focus_range: tuple | None = None
     max_coc_frac: float = 0.1
     keep_aif: bool = True
-    compress: bool = True
+    compress: str = "none"  # shard compression: none, deflate1, deflate6 (all lossless; shards.COMPRESSIONS)
     workers: int = 1
     progress: bool = True
     device: str = "cpu"
@@ -637,7 +637,7 @@ def _save(out: Path, name: str, arrays, meta: dict, opts: ConvertOptions, bag: s
         if arrays is None:
             write_json_atomic(out / STATE_DIR / (name + ".empty.json"), meta)
         else:
-            write_shard(out / name, compress=opts.compress, **arrays)
+            write_shard(out / name, compression=opts.compress, **arrays)
     except OSError as exc:
         what = "disk full" if exc.errno == 28 else (exc.strerror or str(exc))
         raise OSError(exc.errno, f"{bag}: cannot write {out / name}: {what}; the shards written before are "
@@ -1011,7 +1011,11 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shard-size", type=positive("--shard-size", int), default=32,
                    help="frames per shard (default 32)")
     g.add_argument("--long-side", type=int, default=0, help="downscale so the long side is at most PX (fx with it)")
-    g.add_argument("--no-compress", dest="compress", action="store_false", help="store shards uncompressed")
+    g.add_argument("--compress", choices=("none", "deflate1", "deflate6"), default="none",
+                   help="shard compression, all lossless: none (default: fastest; about 140 frames/s at 640x480 on "
+                        "one core), deflate1, deflate6 (smaller, 3-5x slower); see DATASET.md")  # fmt: skip
+    g.add_argument("--no-compress", dest="compress", action="store_const", const="none",
+                   help="same as --compress none (kept for old command lines)")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="parallel processes (0: convert in this process)")  # fmt: skip
     g.add_argument("--quiet", action="store_true", help="no progress bars")
