@@ -123,7 +123,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_bag2dataset(args) -> int:
-    from .bags.convert import run_bag2dataset
+    from .bags.args import run_bag2dataset
 
     return run_bag2dataset(args)
 
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scene_args(rd)
     rd.set_defaults(func=cmd_render)
 
-    from .bags.convert import add_bag2dataset_args
+    from .bags.args import add_bag2dataset_args
 
     bd = sub.add_parser("bag2dataset", help="rosbags (RGB + depth + CameraInfo) -> dataset shards (see DATASET.md)")
     add_bag2dataset_args(bd)

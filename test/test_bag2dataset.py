@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from depth_defocus_ros.bags import convert as conv
+from depth_defocus_ros.bags import options as bag_options
+from depth_defocus_ros.bags import write as bag_write
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags
 from depth_defocus_ros.bags.synth import DEPTH_TOPIC, INFO_TOPIC, scene_frames, write_synthetic_bag
 from depth_defocus_ros.datasets import ShardDataset
@@ -84,7 +85,7 @@ def test_round_trip_bag_dataset_loader(tmp_path, frames, storage, depth_enc, rgb
     assert man["topics"] == {"rgb": gt["rgb_topic"], "depth": DEPTH_TOPIC, "camera_info": INFO_TOPIC}
     assert man["camera"]["fx"] == FX and man["camera"]["depth_encoding"] == depth_enc
     assert man["bags"][0]["kind"] in ("rosbag2", "ros1")
-    assert man["format_version"] == FORMAT_VERSION == conv.FORMAT_VERSION
+    assert man["format_version"] == FORMAT_VERSION == bag_options.FORMAT_VERSION
     raw = load_all(tmp_path / "ds")
     assert np.array_equal(raw["stamp_ns"], gt["stamps"])
     assert np.array_equal(raw["image"], gt["image"])  # lossless RGB (raw and PNG)
@@ -309,7 +310,7 @@ def test_interrupted_and_disk_full_conversions_resume_to_the_same_dataset(tmp_pa
     write_synthetic_bag(bags[1], frames, storage="sqlite3", t0_ns=1_800_000_000_000_000_000)
     split = dict(split_by="time", block_s=0.3, guard_s=0.0)
     assert convert_bags(bags, opts(tmp_path / "ref", **split))[0] == 0
-    real = conv.write_shard
+    real = bag_write.write_shard
 
     def failing(after, exc):
         calls = {"n": 0}
@@ -326,21 +327,21 @@ def test_interrupted_and_disk_full_conversions_resume_to_the_same_dataset(tmp_pa
         return write
 
     # Ctrl-C in the middle of the third shard
-    monkeypatch.setattr(conv, "write_shard", failing(2, KeyboardInterrupt()))
+    monkeypatch.setattr(bag_write, "write_shard", failing(2, KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         convert_bags(bags, opts(tmp_path / "int", **split))
     assert len(list((tmp_path / "int").glob("shard_*.npz"))) == 2
     assert not json.loads((tmp_path / "int" / "manifest.json").read_text())["complete"]
     (tmp_path / "int" / "shard_b001_00000.npz.partial").write_bytes(b"left by a crash")
     # the disk fills up at the fifth shard
-    monkeypatch.setattr(conv, "write_shard", failing(2, OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(bag_write, "write_shard", failing(2, OSError(errno.ENOSPC, "No space left on device")))
     status, man = convert_bags(bags, opts(tmp_path / "int", **split))
     assert status in (1, 2) and "disk full" in " ".join(str(b["error"]) for b in man["bags"])
     assert "re-run the same command" in " ".join(str(b["error"]) for b in man["bags"])
     assert len(list((tmp_path / "int").glob("shard_*.npz"))) >= 4 and not list((tmp_path / "int").glob("*.partial"))
     # other options are refused rather than mixed into the dataset
-    monkeypatch.setattr(conv, "write_shard", real)
-    with pytest.raises(conv.ConvertError, match="other options"):
+    monkeypatch.setattr(bag_write, "write_shard", real)
+    with pytest.raises(bag_options.ConvertError, match="other options"):
         convert_bags(bags, opts(tmp_path / "int", **{**split, "every": 2}))
     status, man = convert_bags(bags, opts(tmp_path / "int", **split))
     assert status == 0 and man["complete"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from depth_defocus_ros.bags.convert import ConvertOptions, bag_lens
+from depth_defocus_ros.bags.convert import ConvertOptions
 from depth_defocus_ros.bags.reader import BagSource, select_topics
 from depth_defocus_ros.bags.record import (
     DEFAULT_TOPICS,
@@ -21,6 +21,7 @@ from depth_defocus_ros.bags.record import (
     record_topics,
     write_lens_file,
 )
+from depth_defocus_ros.bags.scan import bag_lens
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "record.launch.py"
