@@ -27,10 +27,7 @@ __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "build_model
 
 FORMAT = "depth_defocus_ros.checkpoint"
 VERSION = 2  # 2: network on the training-free estimate (lens-free defocus path); 1: lens-conditioned CoC head
-EXPECTED = (
-    f"a depth_defocus_ros checkpoint (.pt written by 'depth-defocus train', format {FORMAT!r} "
-    f"version {VERSION})"
-)
+EXPECTED = f"a depth_defocus_ros checkpoint (.pt written by 'depth-defocus train', format {FORMAT!r} version {VERSION})"
 
 
 class CheckpointError(RuntimeError):
@@ -55,9 +52,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code, random bytes...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {msg[:200]} (expected {EXPECTED})"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {msg[:200]} (expected {EXPECTED})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a depth_defocus_ros checkpoint (expected {EXPECTED})")
     if ckpt.get("format_version") != VERSION:

@@ -42,19 +42,28 @@ def read_rgb_image(path: Path):
         raise InputError(f"{img.dtype} image with {channels} channels; an 8- or 16-bit colour or grey image is needed")
     img = np.ascontiguousarray(img)
     try:
-        return decode_image(encoding + bits, img.shape[1], img.shape[0], img.strides[0], img.dtype.byteorder == ">",
-                            img.view(np.uint8))  # fmt: skip
+        return decode_image(
+            encoding + bits, img.shape[1], img.shape[0], img.strides[0], img.dtype.byteorder == ">", img.view(np.uint8)
+        )
     except DecodeError as exc:
         raise InputError(str(exc)) from None
 
 
 def add_depth_args(p: argparse.ArgumentParser) -> None:
     """Where depth is published: the options shared with the node's parameters of the same names."""
-    p.add_argument("--focus-side", choices=FOCUS_SIDES, default="auto",
-                   help="side of the focus plane the scene lies on: auto (decided per pixel), front (camera "
-                        "focused at or beyond the far end of the working range), behind")  # fmt: skip
-    p.add_argument("--max-relative-error", type=positive("max relative error"), default=0.25,
-                   help="depth is NaN where its expected relative error exceeds this")
+    p.add_argument(
+        "--focus-side",
+        choices=FOCUS_SIDES,
+        default="auto",
+        help="side of the focus plane the scene lies on: auto (decided per pixel), front (camera "
+        "focused at or beyond the far end of the working range), behind",
+    )
+    p.add_argument(
+        "--max-relative-error",
+        type=positive("max relative error"),
+        default=0.25,
+        help="depth is NaN where its expected relative error exceeds this",
+    )
     p.add_argument("--min-depth", type=float, default=0.0, help="working range, near end (m)")
     p.add_argument("--max-depth", type=positive("max depth"), default=float("inf"), help="working range, far end (m)")
 
@@ -76,9 +85,16 @@ def cmd_predict(args) -> int:
         try:
             rgb = read_rgb_image(p)
             fx = args.fx if args.fx else args.focal_length_mm / args.sensor_width_mm * rgb.shape[1]
-            pred = est.predict(rgb, lens, fx, uncertainty=args.uncertainty, focus_side=args.focus_side,
-                               max_relative_error=args.max_relative_error, min_depth_m=args.min_depth,
-                               max_depth_m=args.max_depth)  # fmt: skip
+            pred = est.predict(
+                rgb,
+                lens,
+                fx,
+                uncertainty=args.uncertainty,
+                focus_side=args.focus_side,
+                max_relative_error=args.max_relative_error,
+                min_depth_m=args.min_depth,
+                max_depth_m=args.max_depth,
+            )
         except (InputError, ValueError) as exc:
             print(f"error: {p}: {exc}", file=sys.stderr)
             failed.append(p)
@@ -89,14 +105,21 @@ def cmd_predict(args) -> int:
         np.savez_compressed(out / f"{p.stem}.npz", **arrays)
         vmax = max(4.0, float(np.percentile(pred.defocus, 99)))
         preview = np.concatenate(
-            [rgb[:, :, ::-1], depth_preview(pred.depth, args.preview_min_m, args.preview_max_m),
-             defocus_preview(pred.defocus, vmax)], axis=1)  # fmt: skip
+            [
+                rgb[:, :, ::-1],
+                depth_preview(pred.depth, args.preview_min_m, args.preview_max_m),
+                defocus_preview(pred.defocus, vmax),
+            ],
+            axis=1,
+        )
         cv2.imwrite(str(out / f"{p.stem}_preview.png"), preview)
         pub = np.isfinite(pred.depth)
         med = float(np.median(pred.depth[pub])) if pub.any() else float("nan")
-        print(f"{p}: {rgb.shape[1]}x{rgb.shape[0]} fx {fx:.1f}px  depth median {med:.2f} m on {pub.mean():.0%} of "
-              f"pixels  "
-              f"CoC median {float(np.median(pred.defocus)):.2f} px -> {out / (p.stem + '.npz')}")  # fmt: skip
+        print(
+            f"{p}: {rgb.shape[1]}x{rgb.shape[0]} fx {fx:.1f}px  depth median {med:.2f} m on {pub.mean():.0%} of "
+            f"pixels  "
+            f"CoC median {float(np.median(pred.defocus)):.2f} px -> {out / (p.stem + '.npz')}"
+        )
     ok = len(args.images) - len(failed)
     print(f"{ok} of {len(args.images)} images done" + (f", {len(failed)} failed" if failed else ""))
     return 1 if failed else 0
@@ -146,11 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--focal-length-mm", type=positive("focal length"), required=True)
     g = pr.add_mutually_exclusive_group(required=True)
     g.add_argument("--fx", type=positive("fx"), help="focal length in px at the image's resolution")
-    g.add_argument("--sensor-width-mm", type=positive("sensor width"),
-                   help="derive fx = focal length / sensor width * image width")  # fmt: skip
+    g.add_argument(
+        "--sensor-width-mm", type=positive("sensor width"), help="derive fx = focal length / sensor width * image width"
+    )
     pr.add_argument("--out", required=True, help="output folder")
-    pr.add_argument("--model", default=None,
-                    help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)")
+    pr.add_argument(
+        "--model", default=None, help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)"
+    )
     pr.add_argument("--device", default="auto")
     add_depth_args(pr)
     pr.add_argument("--uncertainty", action="store_true", help="also write the depth uncertainty (m)")
@@ -165,17 +190,29 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="metrics on held-out sets or a dataset")
-    ev.add_argument("--model", default=None,
-                    help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)")
-    ev.add_argument("--real", choices=["motorcycle"], default=None,
-                    help="the real-photo benchmark (Middlebury Motorcycle re-focused at fixed lens settings) "
-                         "instead of the synthetic held-out sets")  # fmt: skip
-    ev.add_argument("--plot", default="eval/motorcycle_sparsification.png",
-                    help="--real: where to write the sparsification plot (AbsRel against coverage)")
+    ev.add_argument(
+        "--model", default=None, help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)"
+    )
+    ev.add_argument(
+        "--real",
+        choices=["motorcycle"],
+        default=None,
+        help="the real-photo benchmark (Middlebury Motorcycle re-focused at fixed lens settings) "
+        "instead of the synthetic held-out sets",
+    )
+    ev.add_argument(
+        "--plot",
+        default="eval/motorcycle_sparsification.png",
+        help="--real: where to write the sparsification plot (AbsRel against coverage)",
+    )
     ev.add_argument("--focus-side", choices=FOCUS_SIDES, default="auto")
     ev.add_argument("--max-relative-error", type=positive("max relative error"), default=0.25)
-    ev.add_argument("--heldout", action="append", choices=["layers", "structured"],
-                    help="fixed synthetic held-out set (default: both)")  # fmt: skip
+    ev.add_argument(
+        "--heldout",
+        action="append",
+        choices=["layers", "structured"],
+        help="fixed synthetic held-out set (default: both)",
+    )
     ev.add_argument("--data", action="append", help="dataset folder (shards)")
     ev.add_argument("--split", default=None, help="split of --data (e.g. test)")
     ev.add_argument("--cache", default="heldout", help="folder where held-out sets and benchmark cases are kept")
@@ -212,8 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _no_ros(args) -> int:
-    print("error: 'depth-defocus demo' needs rclpy: install the ROS 2 wheels "
-          "(pip install -r requirements.txt) or source a ROS 2 install", file=sys.stderr)  # fmt: skip
+    print(
+        "error: 'depth-defocus demo' needs rclpy: install the ROS 2 wheels "
+        "(pip install -r requirements.txt) or source a ROS 2 install",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -29,9 +29,15 @@ def batch_from_arrays(image, depth, lens, fx, layout=None) -> dict:
         sd[i] = torch.where(valid[i], signed_defocus_px(d[i].clamp_min(1e-6), ln, float(fx_t[i])), 0.0)
     lay = torch.full((d.shape[0],), -1, dtype=torch.int64) if layout is None else torch.as_tensor(layout)
     return {
-        "image": img, "depth": torch.where(valid, d, torch.zeros_like(d)), "defocus": sd.abs(),
-        "signed_defocus": sd, "valid": valid, "lens": lens_t, "fx": fx_t, "layout": lay,
-    }  # fmt: skip
+        "image": img,
+        "depth": torch.where(valid, d, torch.zeros_like(d)),
+        "defocus": sd.abs(),
+        "signed_defocus": sd,
+        "valid": valid,
+        "lens": lens_t,
+        "fx": fx_t,
+        "layout": lay,
+    }
 
 
 MAP_KEYS = ("image", "depth", "defocus", "signed_defocus", "valid")
@@ -63,8 +69,18 @@ class ShardDataset(torch.utils.data.IterableDataset):
         crop: optional (h, w) random crop (px); crops keep the pixel scale, so fx and CoC hold.
     """
 
-    def __init__(self, root, batch_size: int, rank: int = 0, world: int = 1, split=None,
-                 loop: bool = True, augment: bool = True, seed: int = 0, crop=None):  # fmt: skip
+    def __init__(
+        self,
+        root,
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        split=None,
+        loop: bool = True,
+        augment: bool = True,
+        seed: int = 0,
+        crop=None,
+    ):
         super().__init__()
         self.root, self.split = root, split
         self.paths = shard_paths(root, split)
@@ -94,9 +110,13 @@ class ShardDataset(torch.utils.data.IterableDataset):
                     if self.loop and len(sel) < self.batch_size and n >= self.batch_size:
                         continue  # the tail of a reshuffled shard; a shard smaller than a batch is one batch
                     yielded = True
-                    b = batch_from_arrays(arrs["image"][sel], arrs["depth"][sel], arrs["lens"][sel],
-                                          arrs["fx"][sel], arrs.get("layout", [None])[sel]
-                                          if "layout" in arrs else None)  # fmt: skip
+                    b = batch_from_arrays(
+                        arrs["image"][sel],
+                        arrs["depth"][sel],
+                        arrs["lens"][sel],
+                        arrs["fx"][sel],
+                        arrs.get("layout", [None])[sel] if "layout" in arrs else None,
+                    )
                     if self.augment and rng.random() < 0.5:
                         for k in MAP_KEYS:
                             b[k] = b[k].flip(-1)
@@ -118,8 +138,7 @@ class SceneStream(torch.utils.data.IterableDataset):
     crop (``crop`` = (h, w) px) and flip: rendering is the costly part on a CPU.
     """
 
-    def __init__(self, config: SceneConfig, batch_size: int, seed: int = 0, rank: int = 0,
-                 reuse: int = 1, crop=None):  # fmt: skip
+    def __init__(self, config: SceneConfig, batch_size: int, seed: int = 0, rank: int = 0, reuse: int = 1, crop=None):
         super().__init__()
         self.config, self.batch_size, self.seed, self.rank = config, batch_size, seed, rank
         self.reuse, self.crop = reuse, crop

@@ -50,8 +50,16 @@ def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
-def side_probability(coc, coc_sigma, lens, fx, focus_side: str = "auto", prior_behind=None,
-                     min_depth_m: float = 0.0, max_depth_m: float = math.inf) -> torch.Tensor:
+def side_probability(
+    coc,
+    coc_sigma,
+    lens,
+    fx,
+    focus_side: str = "auto",
+    prior_behind=None,
+    min_depth_m: float = 0.0,
+    max_depth_m: float = math.inf,
+) -> torch.Tensor:
     """(B, 1, H, W) probability that each pixel lies behind the focus plane.
 
     Args:
@@ -94,8 +102,16 @@ def choose_behind(p_behind, d_near, d_far) -> torch.Tensor:
     return p_behind >= threshold
 
 
-def compose_depth(coc, coc_sigma, p_behind, lens, fx, max_relative_error: float = 0.25,
-                  min_depth_m: float = 0.0, max_depth_m: float = math.inf) -> DepthResult:
+def compose_depth(
+    coc,
+    coc_sigma,
+    p_behind,
+    lens,
+    fx,
+    max_relative_error: float = 0.25,
+    min_depth_m: float = 0.0,
+    max_depth_m: float = math.inf,
+) -> DepthResult:
     """Depth (m) with NaN where it is not determined (see module doc).
 
     Args:

@@ -27,8 +27,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["GradReverse", "grad_reverse", "DomainClassifier", "DomainAdaptNet", "domain_loss", "grl_lambda",
-           "match_batch", "encoder_parameters"]  # fmt: skip
+__all__ = [
+    "GradReverse",
+    "grad_reverse",
+    "DomainClassifier",
+    "DomainAdaptNet",
+    "domain_loss",
+    "grl_lambda",
+    "match_batch",
+    "encoder_parameters",
+]
 
 
 class GradReverse(torch.autograd.Function):
@@ -54,10 +62,13 @@ class DomainClassifier(nn.Module):
     def __init__(self, channels: int, hidden: int = 64):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, hidden, 3, padding=1), nn.GroupNorm(max(1, hidden // 8), hidden), nn.SiLU(),
-            nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            nn.GroupNorm(max(1, hidden // 8), hidden),
+            nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.SiLU(),
             nn.Conv2d(hidden, 1, 1),
-        )  # fmt: skip
+        )
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.net(feats)

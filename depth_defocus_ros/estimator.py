@@ -101,8 +101,9 @@ def prepare(rgb: np.ndarray, device, long_side_cap: int):
 class Estimator:
     """Depth, defocus and uncertainty from one focused image (see module doc)."""
 
-    def __init__(self, model=None, ckpt: dict | None = None, device: torch.device | str = "cpu",
-                 half: bool = False, path=None):  # fmt: skip
+    def __init__(
+        self, model=None, ckpt: dict | None = None, device: torch.device | str = "cpu", half: bool = False, path=None
+    ):
         self.device = torch.device(device)
         self.path = path
         self.model = model.to(self.device).eval() if model is not None else None
@@ -152,9 +153,17 @@ class Estimator:
         return tuple(t[..., :h, :w].float() for t in maps)
 
     @torch.no_grad()
-    def predict(self, rgb, lens, fx: float, uncertainty: bool = False, focus_side: str = "auto",
-                max_relative_error: float = 0.25, min_depth_m: float = 0.0,
-                max_depth_m: float = math.inf) -> Prediction:  # fmt: skip
+    def predict(
+        self,
+        rgb,
+        lens,
+        fx: float,
+        uncertainty: bool = False,
+        focus_side: str = "auto",
+        max_relative_error: float = 0.25,
+        min_depth_m: float = 0.0,
+        max_depth_m: float = math.inf,
+    ) -> Prediction:
         """Depth (m), defocus (px) and uncertainty (m) at the input resolution.
 
         Args:
@@ -184,8 +193,9 @@ class Estimator:
         fx_t = torch.tensor([fx * scale], device=self.device)
         maps = list(self.read(x, lens_t, fx_t))
         if scale < 1.0:  # back to the input size; CoC and its sigma in input pixels
-            maps = [None if t is None else F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
-                    for t in maps]  # fmt: skip
+            maps = [
+                None if t is None else F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False) for t in maps
+            ]
             maps[0], maps[1] = maps[0] / scale, maps[1] / scale
         coc, sigma, prior, conf = maps
         # side and depth at the input resolution, with the input's fx: the published depth is exactly
@@ -205,4 +215,3 @@ class Estimator:
             side_prob=out(p),
             confidence=out(conf),
         )
-

@@ -55,8 +55,16 @@ def fingerprint(root) -> str:
 
 
 @torch.no_grad()
-def evaluate_estimator(est, data_root, split=None, batch_size=8, focus_side: str = "auto",
-                       max_relative_error: float = 0.25, progress=True, max_batches=None) -> dict:  # fmt: skip
+def evaluate_estimator(
+    est,
+    data_root,
+    split=None,
+    batch_size=8,
+    focus_side: str = "auto",
+    max_relative_error: float = 0.25,
+    progress=True,
+    max_batches=None,
+) -> dict:
     """Metrics of an :class:`~.estimator.Estimator` over every sample of a shard dataset, at the
     stored resolution, with the same side decision and validity as ``predict``."""
     from tqdm import tqdm
@@ -71,8 +79,7 @@ def evaluate_estimator(est, data_root, split=None, batch_size=8, focus_side: str
         coc, sigma, prior, _ = est.read(b["image"], b["lens"], b["fx"])
         p = side_probability(coc, sigma, b["lens"], b["fx"], focus_side, prior)
         res = compose_depth(coc, sigma, p, b["lens"], b["fx"], max_relative_error)
-        acc.update(res.depth, coc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"],
-                   side_prob=prior)  # fmt: skip
+        acc.update(res.depth, coc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"], side_prob=prior)
         n += b["image"].shape[0]
     res = acc.result()
     res["images"] = n
@@ -92,9 +99,11 @@ def format_report(name: str, res: dict) -> str:
         side = f"{r['side_acc']:6.3f}" if "side_acc" in r else f"{'-':>6s}"
         if not r["pixels"]:
             return f"{label:12s} (no pixels)"
-        return (f"{label:12s} {r['abs_rel']:7.4f} {r['sq_rel']:7.4f} {r['rmse']:7.3f} {r['rmse_log']:7.4f} "
-                f"{r['delta1']:7.4f} {r['delta2']:7.4f} {r['delta3']:7.4f} {r['coc_mae']:8.3f} "
-                f"{r['coc_rmse']:8.3f} {side} {r['coverage']:6.3f}")  # fmt: skip
+        return (
+            f"{label:12s} {r['abs_rel']:7.4f} {r['sq_rel']:7.4f} {r['rmse']:7.3f} {r['rmse_log']:7.4f} "
+            f"{r['delta1']:7.4f} {r['delta2']:7.4f} {r['delta3']:7.4f} {r['coc_mae']:8.3f} "
+            f"{r['coc_rmse']:8.3f} {side} {r['coverage']:6.3f}"
+        )
 
     lines.append(row("all", o))
     lines.append(row("CoC>=2px", c2))
@@ -128,11 +137,21 @@ def run_eval(args) -> int:
         targets.append((d, Path(d), args.split))
     if not targets:
         targets = [(f"heldout:{n}", ensure_heldout(n, args.cache, args.scenes), None) for n in HELDOUT]
-    results = {"model": str(est.path), "focus_side": args.focus_side,
-               "max_relative_error": args.max_relative_error, "sets": {}}  # fmt: skip
+    results = {
+        "model": str(est.path),
+        "focus_side": args.focus_side,
+        "max_relative_error": args.max_relative_error,
+        "sets": {},
+    }
     for label, root, split in targets:
-        res = evaluate_estimator(est, root, split=split, focus_side=args.focus_side,
-                                 max_relative_error=args.max_relative_error, max_batches=args.max_batches)  # fmt: skip
+        res = evaluate_estimator(
+            est,
+            root,
+            split=split,
+            focus_side=args.focus_side,
+            max_relative_error=args.max_relative_error,
+            max_batches=args.max_batches,
+        )
         res["fingerprint"] = fingerprint(root) if split is None else None
         results["sets"][label] = res
         print(format_report(f"{label} ({est.path})", res))

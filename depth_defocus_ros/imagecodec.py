@@ -46,12 +46,20 @@ class _Layout:
 
 
 _ENCODINGS = {
-    "rgb8": _Layout(3, 1, "rgb"), "bgr8": _Layout(3, 1, "bgr"), "rgba8": _Layout(4, 1, "rgb"),
-    "bgra8": _Layout(4, 1, "bgr"), "rgb16": _Layout(3, 2, "rgb"), "bgr16": _Layout(3, 2, "bgr"),
-    "rgba16": _Layout(4, 2, "rgb"), "bgra16": _Layout(4, 2, "bgr"), "mono8": _Layout(1, 1, "grey"),
-    "mono16": _Layout(1, 2, "grey"), "yuv422": _Layout(2, 1, "uyvy"), "yuv422_yuy2": _Layout(2, 1, "yuyv"),
+    "rgb8": _Layout(3, 1, "rgb"),
+    "bgr8": _Layout(3, 1, "bgr"),
+    "rgba8": _Layout(4, 1, "rgb"),
+    "bgra8": _Layout(4, 1, "bgr"),
+    "rgb16": _Layout(3, 2, "rgb"),
+    "bgr16": _Layout(3, 2, "bgr"),
+    "rgba16": _Layout(4, 2, "rgb"),
+    "bgra16": _Layout(4, 2, "bgr"),
+    "mono8": _Layout(1, 1, "grey"),
+    "mono16": _Layout(1, 2, "grey"),
+    "yuv422": _Layout(2, 1, "uyvy"),
+    "yuv422_yuy2": _Layout(2, 1, "yuyv"),
     "nv12": _Layout(1, 1, "nv12"),
-}  # fmt: skip
+}
 ENCODING_ALIASES = {"8uc1": "mono8", "8uc3": "bgr8", "8uc4": "bgra8", "uyvy": "yuv422", "yuyv": "yuv422_yuy2"}
 SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
 _DEPTH = ("16uc1", "32fc1")
@@ -59,8 +67,11 @@ _DEPTH = ("16uc1", "32fc1")
 
 def _unsupported(encoding: str) -> DecodeError:
     what = " (a depth encoding, not a camera image)" if encoding.strip().lower() in _DEPTH else ""
-    return DecodeError("unsupported_encoding", f"unsupported image encoding {encoding!r}{what}; supported: "
-                       f"{', '.join(SUPPORTED_ENCODINGS)} (or a compressed jpeg/png image)")  # fmt: skip
+    return DecodeError(
+        "unsupported_encoding",
+        f"unsupported image encoding {encoding!r}{what}; supported: "
+        f"{', '.join(SUPPORTED_ENCODINGS)} (or a compressed jpeg/png image)",
+    )
 
 
 def _check_size(width: int, height: int) -> None:
@@ -96,11 +107,13 @@ def decode_image(encoding: str, width: int, height: int, step: int, is_bigendian
     rows_needed = h * 3 // 2 if layout.order == "nv12" else h
     if step < w * bpp or buf.size != step * rows_needed:
         want = step * rows_needed
-        raise DecodeError("bad_data_length", f"data length {buf.size} does not match {w}x{h} {enc} with step {step} "
-                          f"(expected step >= {w * bpp} and length = step x {rows_needed} = {want})")  # fmt: skip
+        raise DecodeError(
+            "bad_data_length",
+            f"data length {buf.size} does not match {w}x{h} {enc} with step {step} "
+            f"(expected step >= {w * bpp} and length = step x {rows_needed} = {want})",
+        )
     if layout.order in ("uyvy", "yuyv", "nv12") and (w % 2 or (layout.order == "nv12" and h % 2)):
-        raise DecodeError("bad_data_length", f"{enc} needs an even width{' and height' * (enc == 'nv12')}, "
-                          f"got {w}x{h}")  # fmt: skip
+        raise DecodeError("bad_data_length", f"{enc} needs an even width{' and height' * (enc == 'nv12')}, got {w}x{h}")
     rows = buf.reshape(rows_needed, step)[:, : w * bpp]  # (rows, W * bpp): row padding dropped
     if layout.order == "nv12":
         return cv2.cvtColor(np.ascontiguousarray(rows), cv2.COLOR_YUV2RGB_NV12)
@@ -131,8 +144,10 @@ def decode_compressed(fmt: str, data) -> np.ndarray:
         raise DecodeError("corrupt_compressed", f"truncated JPEG ({buf.size} bytes, no end-of-image marker)")
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # (H, W[, C]) BGR(A) or grey, uint8 / uint16, or None
     if img is None:
-        raise DecodeError("corrupt_compressed", f"cannot decode compressed image (format {fmt!r}, {buf.size} bytes): "
-                          "corrupt or not jpeg/png")  # fmt: skip
+        raise DecodeError(
+            "corrupt_compressed",
+            f"cannot decode compressed image (format {fmt!r}, {buf.size} bytes): corrupt or not jpeg/png",
+        )
     if img.dtype == np.uint16:
         img = _to8(img)
     elif img.dtype != np.uint8:

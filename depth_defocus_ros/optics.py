@@ -109,8 +109,7 @@ def validate_lens(focal_length_m: float, f_number: float, focus_distance_m: floa
             raise LensError(f"{name} must be positive, got {value!r}")
     if focus_distance_m <= focal_length_m:
         raise LensError(
-            f"focus distance ({focus_distance_m} m) must be greater than the focal length "
-            f"({focal_length_m} m)"
+            f"focus distance ({focus_distance_m} m) must be greater than the focal length ({focal_length_m} m)"
         )
 
 

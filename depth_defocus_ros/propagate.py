@@ -34,8 +34,14 @@ def _box_pass(x: torch.Tensor, ct: torch.Tensor, radius: float) -> torch.Tensor:
     return (cs.gather(-1, hi) - cs.gather(-1, lo)).to(x.dtype)
 
 
-def propagate(values: torch.Tensor, weight: torch.Tensor, guide: torch.Tensor, sigma_s: float = 400.0,
-              sigma_r: float = 0.5, iterations: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def propagate(
+    values: torch.Tensor,
+    weight: torch.Tensor,
+    guide: torch.Tensor,
+    sigma_s: float = 400.0,
+    sigma_r: float = 0.5,
+    iterations: int = 3,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Spread sparse ``values`` over the image, stopping at edges of ``guide``.
 
     Args:

@@ -54,8 +54,14 @@ def _mean(rows: list, key: str):
     return (float(np.mean(vals)), len(vals)) if vals else (math.nan, 0)
 
 
-def evaluate_real(estimators: dict, cache_dir=None, max_relative_error: float = 0.25, cases=CASES,
-                  progress: bool = True, pixels_for_ranking: int = 4000) -> dict:  # fmt: skip
+def evaluate_real(
+    estimators: dict,
+    cache_dir=None,
+    max_relative_error: float = 0.25,
+    cases=CASES,
+    progress: bool = True,
+    pixels_for_ranking: int = 4000,
+) -> dict:
     """Run every estimator (name -> :class:`~.estimator.Estimator`) and the reference answers on
     the cases. Returns per-case metrics, per-group means, the ``focus_side=front`` results on the
     cases focused beyond the scene, and pooled (relative uncertainty, relative error) samples for
@@ -69,8 +75,14 @@ def evaluate_real(estimators: dict, cache_dir=None, max_relative_error: float = 
         fx, gt_d, gt_c = float(r["fx"]), r["depth"], r["coc"]
         tag = {"case": case.name, "groups": ["all", *case_group(case)]}
         valid = np.isfinite(gt_d)
-        per_case[NO_BLUR].append({**tag, **case_metrics(np.full_like(gt_d, lens.focus_distance_m),
-                                                         np.zeros_like(gt_c), gt_d, gt_c, lens.focus_distance_m)})
+        per_case[NO_BLUR].append(
+            {
+                **tag,
+                **case_metrics(
+                    np.full_like(gt_d, lens.focus_distance_m), np.zeros_like(gt_c), gt_d, gt_c, lens.focus_distance_m
+                ),
+            }
+        )
         med = float(np.median(gt_d[valid]))
         c_med = np.full_like(gt_c, coc_px(med, lens, fx))
         d_med = np.full_like(gt_d, med)
@@ -103,13 +115,24 @@ def evaluate_real(estimators: dict, cache_dir=None, max_relative_error: float = 
         u, e = np.concatenate(u), np.concatenate(e)
         order = np.argsort(u, kind="stable")
         half = len(order) // 2
-        ranking[name] = {"spearman": spearman(u, e), "abs_rel_certain_half": float(e[order[:half]].mean()),
-                         "abs_rel_uncertain_half": float(e[order[half:]].mean()), "pixels": int(len(u)),
-                         "sparsification": _sparsification(u, e)}  # fmt: skip
-    front_means = {name: {k: _mean(rows, k)[0] for k in ("abs_rel", "delta1", "coverage", "coc_mae")}
-                   for name, rows in front.items()}  # fmt: skip
-    return {"per_case": per_case, "groups": groups, "front_on_beyond": front_means, "ranking": ranking,
-            "max_relative_error": max_relative_error}  # fmt: skip
+        ranking[name] = {
+            "spearman": spearman(u, e),
+            "abs_rel_certain_half": float(e[order[:half]].mean()),
+            "abs_rel_uncertain_half": float(e[order[half:]].mean()),
+            "pixels": int(len(u)),
+            "sparsification": _sparsification(u, e),
+        }
+    front_means = {
+        name: {k: _mean(rows, k)[0] for k in ("abs_rel", "delta1", "coverage", "coc_mae")}
+        for name, rows in front.items()
+    }
+    return {
+        "per_case": per_case,
+        "groups": groups,
+        "front_on_beyond": front_means,
+        "ranking": ranking,
+        "max_relative_error": max_relative_error,
+    }
 
 
 def _sparsification(u: np.ndarray, e: np.ndarray, steps: int = 20) -> dict:
@@ -119,8 +142,11 @@ def _sparsification(u: np.ndarray, e: np.ndarray, steps: int = 20) -> dict:
     by_u, by_e = e[np.argsort(u, kind="stable")], np.sort(e)
     n = len(e)
     at = [max(1, int(round(c * n))) for c in cov]
-    return {"coverage": cov.tolist(), "abs_rel": [float(by_u[:k].mean()) for k in at],
-            "oracle": [float(by_e[:k].mean()) for k in at]}  # fmt: skip
+    return {
+        "coverage": cov.tolist(),
+        "abs_rel": [float(by_u[:k].mean()) for k in at],
+        "oracle": [float(by_e[:k].mean()) for k in at],
+    }
 
 
 def format_real_report(res: dict, default: str) -> str:
@@ -131,24 +157,37 @@ def format_real_report(res: dict, default: str) -> str:
         return format(v, fmt) if v == v else f"{'-':>{len(format(0.0, fmt))}s}"
 
     for name, groups in res["groups"].items():
-        lines.append(f"== {name}{'  [default]' if name == default else ''}  (focus_side=auto, "
-                     f"max_relative_error={res['max_relative_error']:g})")  # fmt: skip
+        lines.append(
+            f"== {name}{'  [default]' if name == default else ''}  (focus_side=auto, "
+            f"max_relative_error={res['max_relative_error']:g})"
+        )
         lines.append(hdr)
         for g, m in groups.items():
-            cells = [num(m["coc_mae"], "8.3f"), num(m["side"], "6.3f"), num(m["abs_rel"], "7.4f"),
-                     num(m["delta1"], "7.4f"), num(m["coverage"], "6.3f")]  # fmt: skip
+            cells = [
+                num(m["coc_mae"], "8.3f"),
+                num(m["side"], "6.3f"),
+                num(m["abs_rel"], "7.4f"),
+                num(m["delta1"], "7.4f"),
+                num(m["coverage"], "6.3f"),
+            ]
             lines.append(f"  {g:14s} {m['cases']:5d} " + " ".join(cells))
     lines.append("== focus_side=front on the cases focused beyond the scene")
     for name, m in res["front_on_beyond"].items():
-        lines.append(f"  {name:30s} AbsRel {num(m['abs_rel'], '.4f')}  d<1.25 {num(m['delta1'], '.4f')}  "
-                     f"coverage {num(m['coverage'], '.3f')}")  # fmt: skip
+        lines.append(
+            f"  {name:30s} AbsRel {num(m['abs_rel'], '.4f')}  d<1.25 {num(m['delta1'], '.4f')}  "
+            f"coverage {num(m['coverage'], '.3f')}"
+        )
     lines.append("== does the uncertainty rank the error? (relative uncertainty vs |d - d_gt| / d_gt, valid pixels)")
     for name, m in res["ranking"].items():
-        lines.append(f"  {name:30s} Spearman {m['spearman']:.3f}  AbsRel certain half {m['abs_rel_certain_half']:.4f}"
-                     f"  uncertain half {m['abs_rel_uncertain_half']:.4f}")  # fmt: skip
+        lines.append(
+            f"  {name:30s} Spearman {m['spearman']:.3f}  AbsRel certain half {m['abs_rel_certain_half']:.4f}"
+            f"  uncertain half {m['abs_rel_uncertain_half']:.4f}"
+        )
     d = res["groups"][default]["all"]
-    lines.append(f"motorcycle: coc_mae={d['coc_mae']:.3f} absrel={d['abs_rel']:.4f} delta1={d['delta1']:.4f} "
-                 f"coverage={d['coverage']:.3f} side={d['side']:.3f}")  # fmt: skip
+    lines.append(
+        f"motorcycle: coc_mae={d['coc_mae']:.3f} absrel={d['abs_rel']:.4f} delta1={d['delta1']:.4f} "
+        f"coverage={d['coverage']:.3f} side={d['side']:.3f}"
+    )
     return "\n".join(lines)
 
 

@@ -163,8 +163,9 @@ def _calibration(scales=SCALES_PX) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return grid, log_h, noise_energy
 
 
-def _fit_coc(log_g: torch.Tensor, weight: torch.Tensor, log_h: torch.Tensor, grid: torch.Tensor,
-             adapt: float, scales=SCALES_PX) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_coc(
+    log_g: torch.Tensor, weight: torch.Tensor, log_h: torch.Tensor, grid: torch.Tensor, adapt: float, scales=SCALES_PX
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted least squares of ``log g = log A + log h(c, s)`` over the CoC grid.
 
     Args:
@@ -238,8 +239,9 @@ def _strongest(edges: torch.Tensor, g1: torch.Tensor, fraction: float) -> torch.
 
 
 @torch.no_grad()
-def estimate_defocus(image_srgb: torch.Tensor, config: ReblurConfig | None = None,
-                     features: bool = False) -> DefocusEstimate:
+def estimate_defocus(
+    image_srgb: torch.Tensor, config: ReblurConfig | None = None, features: bool = False
+) -> DefocusEstimate:
     """Training-free CoC (px) of an sRGB image batch (B, 3, H, W) in [0, 1] (see module doc).
     ``features``: also return the contrast-free gradient features (network inputs)."""
     cfg = config or ReblurConfig()

@@ -137,9 +137,11 @@ def render_defocus(
 
 @torch.no_grad()
 def render_defocus_gather(
-    image_linear: torch.Tensor, signed_defocus: torch.Tensor, max_layer_spacing_px: float = 1.0,
+    image_linear: torch.Tensor,
+    signed_defocus: torch.Tensor,
+    max_layer_spacing_px: float = 1.0,
     max_layers: int = 48,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Occlusion-unaware reference: every pixel gathers a disc of its *own* CoC.
 
     This is the naive model the design rules out for training (a sharp background bleeds into a
@@ -167,8 +169,9 @@ def render_defocus_gather(
     return out[:, :ch] / out[:, ch:].clamp_min(1e-6)
 
 
-def sensor_degrade(lin: torch.Tensor, gen: torch.Generator, shot: float, read: float,
-                   jpeg_quality: int | None = None) -> torch.Tensor:
+def sensor_degrade(
+    lin: torch.Tensor, gen: torch.Generator, shot: float, read: float, jpeg_quality: int | None = None
+) -> torch.Tensor:
     """What a camera adds after the optics: Poisson-Gaussian noise in linear light (variance
     ``shot * I + read``, intensities in [0, 1]), 8-bit sRGB quantisation and optional JPEG.
 

@@ -102,26 +102,50 @@ def add_scene_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gather-blur", action="store_true", help="ablation: occlusion-unaware blur")
     p.add_argument("--photo-folder", default=None, help="extra photographs for textures")
     p.add_argument("--photo-fraction", type=float, default=d.photo_fraction, help="share of photographic textures")
-    p.add_argument("--max-coc-fraction", type=float, default=d.max_coc_fraction,
-                   help="largest CoC of a scene as a fraction of the image width")
-    p.add_argument("--visible-blur-fraction", type=float, default=d.visible_blur_fraction,
-                   help="share of scenes whose lens gives a CoC at infinity of at least "
-                        "--visible-blur-min-px (px at the render width)")  # fmt: skip
+    p.add_argument(
+        "--max-coc-fraction",
+        type=float,
+        default=d.max_coc_fraction,
+        help="largest CoC of a scene as a fraction of the image width",
+    )
+    p.add_argument(
+        "--visible-blur-fraction",
+        type=float,
+        default=d.visible_blur_fraction,
+        help="share of scenes whose lens gives a CoC at infinity of at least "
+        "--visible-blur-min-px (px at the render width)",
+    )
     p.add_argument("--visible-blur-min-px", type=float, default=d.visible_blur_min_px)
-    p.add_argument("--noise-shot-range", type=_range, default=d.noise_shot_range, metavar="LO,HI",
-                   help="Poisson noise gain range (linear intensity), drawn log-uniform")
-    p.add_argument("--noise-read-range", type=_range, default=d.noise_read_range, metavar="LO,HI",
-                   help="Gaussian read-noise variance range (linear intensity), drawn log-uniform")
+    p.add_argument(
+        "--noise-shot-range",
+        type=_range,
+        default=d.noise_shot_range,
+        metavar="LO,HI",
+        help="Poisson noise gain range (linear intensity), drawn log-uniform",
+    )
+    p.add_argument(
+        "--noise-read-range",
+        type=_range,
+        default=d.noise_read_range,
+        metavar="LO,HI",
+        help="Gaussian read-noise variance range (linear intensity), drawn log-uniform",
+    )
 
 
 def scene_config_from_args(args) -> SceneConfig:
     return SceneConfig(
-        height=args.height, width=args.width, structured_fraction=args.structured_fraction,
-        occlusion_aware=not args.gather_blur, photo_folder=args.photo_folder, photo_fraction=args.photo_fraction,
+        height=args.height,
+        width=args.width,
+        structured_fraction=args.structured_fraction,
+        occlusion_aware=not args.gather_blur,
+        photo_folder=args.photo_folder,
+        photo_fraction=args.photo_fraction,
         max_coc_fraction=args.max_coc_fraction,
-        visible_blur_fraction=args.visible_blur_fraction, visible_blur_min_px=args.visible_blur_min_px,
-        noise_shot_range=tuple(args.noise_shot_range), noise_read_range=tuple(args.noise_read_range),
-    )  # fmt: skip
+        visible_blur_fraction=args.visible_blur_fraction,
+        visible_blur_min_px=args.visible_blur_min_px,
+        noise_shot_range=tuple(args.noise_shot_range),
+        noise_read_range=tuple(args.noise_read_range),
+    )
 
 
 class _Rand:
@@ -174,6 +198,7 @@ class _Canvas:
 
 def _sample_tex(tex: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Mirror-tiled texture lookup at texture coordinates (u, v) in tiles; (3, H, W)."""
+
     def tri(x):  # mirror tiling without seams, into [-1, 1]
         x = torch.remainder(x, 2.0)
         return 1.0 - 2.0 * (x - 1.0).abs()
@@ -191,9 +216,11 @@ class SceneGenerator:
         self.r = _Rand(self.gen)
         self.device = torch.device(device)
         self.textures = TextureBank(
-            self.cfg.texture_size, self.cfg.photo_fraction, self.cfg.photo_folder,
+            self.cfg.texture_size,
+            self.cfg.photo_fraction,
+            self.cfg.photo_folder,
             use_photos=self.cfg.photo_fraction > 0,
-        )  # fmt: skip
+        )
         self._count = 0
 
     # ----------------------------------------------------------------- camera and lens
@@ -212,8 +239,7 @@ class SceneGenerator:
         fx = f_mm / sensor * cfg.width * r.logu(1.0, cfg.max_crop_factor)
         return sensor, f_mm / 1000.0, fx
 
-    def _focus(self, depth: torch.Tensor, subject_depths: list, f_m: float, n: float,
-               sensor_mm: float) -> float:  # fmt: skip
+    def _focus(self, depth: torch.Tensor, subject_depths: list, f_m: float, n: float, sensor_mm: float) -> float:
         """Focus distance (m) following how real cameras are focused."""
         r, cfg = self.r, self.cfg
         mode = r.choice([0.45, 0.2, 0.2, 0.15])
@@ -329,8 +355,9 @@ class SceneGenerator:
         bg_depth = r.logu(1.0, min(60.0, cfg.max_depth_m))
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         slant = (r.u(-0.3, 0.3) * xx + r.u(-0.3, 0.3) * yy) if r.u() < 0.5 else 0.0
-        depth = (bg_depth * (1 + slant)).expand(h, w).clone() if torch.is_tensor(slant) else \
-            torch.full((h, w), bg_depth)  # fmt: skip
+        depth = (
+            (bg_depth * (1 + slant)).expand(h, w).clone() if torch.is_tensor(slant) else torch.full((h, w), bg_depth)
+        )
         scale = self._sharp_tile(r.logu(0.5, 4.0), bg_depth, fx / 2)  # coordinates span 2 per width
         tex = self.textures.sample(self.gen)
         color = _sample_tex(tex, xx * w / fx * bg_depth / scale, yy * w / fx * bg_depth / scale)
@@ -375,20 +402,49 @@ class SceneGenerator:
         light = light / light.norm()
         ez, ey, ex = torch.tensor([0.0, 0, 1]), torch.tensor([0.0, 1, 0]), torch.tensor([1.0, 0, 0])
         # ground
-        self._plane(canvas, torch.tensor([0.0, cam_h, 0]), -ey, ex, ez, self.textures.sample(self.gen),
-                    r.logu(0.3, 3.0), light, fx, shade=False)  # fmt: skip
+        self._plane(
+            canvas,
+            torch.tensor([0.0, cam_h, 0]),
+            -ey,
+            ex,
+            ez,
+            self.textures.sample(self.gen),
+            r.logu(0.3, 3.0),
+            light,
+            fx,
+            shade=False,
+        )
         # backdrop: wall, room corner, or far background
         kind = r.choice([0.45, 0.25, 0.3])
         wall_z = r.logu(1.5, 25.0) if kind < 2 else r.logu(30.0, cfg.max_depth_m)
         yaw = r.u(-0.5, 0.5)
         n = _rot_y(yaw) @ ez
-        self._plane(canvas, n * wall_z, -n, _rot_y(yaw) @ ex, ey, self.textures.sample(self.gen),
-                    r.logu(0.5, 6.0) * (1 if kind < 2 else 8), light, fx, shade=False)  # fmt: skip
+        self._plane(
+            canvas,
+            n * wall_z,
+            -n,
+            _rot_y(yaw) @ ex,
+            ey,
+            self.textures.sample(self.gen),
+            r.logu(0.5, 6.0) * (1 if kind < 2 else 8),
+            light,
+            fx,
+            shade=False,
+        )
         if kind == 1:  # side wall
             side = 1 if r.u() < 0.5 else -1
             x_w = side * r.logu(0.8, 6.0)
-            self._plane(canvas, torch.tensor([x_w, 0, 0]), torch.tensor([-side * 1.0, 0, 0]), ez, ey,
-                        self.textures.sample(self.gen), r.logu(0.5, 4.0), light, fx)  # fmt: skip
+            self._plane(
+                canvas,
+                torch.tensor([x_w, 0, 0]),
+                torch.tensor([-side * 1.0, 0, 0]),
+                ez,
+                ey,
+                self.textures.sample(self.gen),
+                r.logu(0.5, 4.0),
+                light,
+                fx,
+            )
         # objects standing on the ground, sizes in metres
         subject_depths = []
         z_far = min(wall_z * 0.9, 20.0)
@@ -487,8 +543,9 @@ class SceneGenerator:
         scenes = [self._scene() for _ in range(n)]
         depth = torch.stack([s[0] for s in scenes])[:, None]  # (B, 1, H, W)
         aif = torch.stack([s[1] for s in scenes])  # (B, 3, H, W) sRGB
-        lens = torch.tensor([[s[2].focal_length_m, s[2].f_number, s[2].focus_distance_m]
-                             for s in scenes], dtype=torch.float32)  # fmt: skip
+        lens = torch.tensor(
+            [[s[2].focal_length_m, s[2].f_number, s[2].focus_distance_m] for s in scenes], dtype=torch.float32
+        )
         fx = torch.tensor([s[3] for s in scenes], dtype=torch.float32)
         layout = torch.tensor([s[4] for s in scenes], dtype=torch.int64)
         sd = torch.stack([signed_defocus_px(s[0], s[2], s[3]) for s in scenes])[:, None]
@@ -510,8 +567,9 @@ class SceneGenerator:
         }
 
 
-def render_shards(out: str | os.PathLike, scenes: int, seed: int, shard_size: int = 100,
-                  config=None, progress: bool = True) -> Path:  # fmt: skip
+def render_shards(
+    out: str | os.PathLike, scenes: int, seed: int, shard_size: int = 100, config=None, progress: bool = True
+) -> Path:
     """Render ``scenes`` synthetic scenes into shards (resumable: existing shards are kept).
 
     Shard ``i`` is drawn from seed ``seed * 100003 + i``, so every shard is reproducible alone and
@@ -540,18 +598,37 @@ def render_shards(out: str | os.PathLike, scenes: int, seed: int, shard_size: in
         write_shard(
             out / name,
             image=(b["image"].permute(0, 2, 3, 1) * 255).round().byte().numpy(),
-            depth=b["depth"][:, 0].numpy(), lens=b["lens"].numpy(), fx=b["fx"].numpy(),
+            depth=b["depth"][:, 0].numpy(),
+            lens=b["lens"].numpy(),
+            fx=b["fx"].numpy(),
             layout=b["layout"].numpy(),
-        )  # fmt: skip
-        write_json_atomic(out / "manifest.json", {
-            "format_version": FORMAT_VERSION, "source": "synthetic", "seed": seed,
-            "scenes": scenes, "shard_size": shard_size, "shards": names,
-            "complete": False, "scene_config": cfg.to_dict(),
-        })  # fmt: skip
+        )
+        write_json_atomic(
+            out / "manifest.json",
+            {
+                "format_version": FORMAT_VERSION,
+                "source": "synthetic",
+                "seed": seed,
+                "scenes": scenes,
+                "shard_size": shard_size,
+                "shards": names,
+                "complete": False,
+                "scene_config": cfg.to_dict(),
+            },
+        )
         bar.update(count)
     bar.close()
-    write_json_atomic(out / "manifest.json", {
-        "format_version": FORMAT_VERSION, "source": "synthetic", "seed": seed, "scenes": scenes,
-        "shard_size": shard_size, "shards": names, "complete": True, "scene_config": cfg.to_dict(),
-    })  # fmt: skip
+    write_json_atomic(
+        out / "manifest.json",
+        {
+            "format_version": FORMAT_VERSION,
+            "source": "synthetic",
+            "seed": seed,
+            "scenes": scenes,
+            "shard_size": shard_size,
+            "shards": names,
+            "complete": True,
+            "scene_config": cfg.to_dict(),
+        },
+    )
     return out

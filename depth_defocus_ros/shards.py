@@ -31,8 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_shard", "write_json_atomic", "shard_paths", "depth_metres", "FORMAT_VERSION", "SHARD_KEYS",
-           "COMPRESSIONS", "DatasetError"]  # fmt: skip
+__all__ = [
+    "write_shard",
+    "write_json_atomic",
+    "shard_paths",
+    "depth_metres",
+    "FORMAT_VERSION",
+    "SHARD_KEYS",
+    "COMPRESSIONS",
+    "DatasetError",
+]
 
 FORMAT_VERSION = 2  # 1: float32 depth only; 2: optional uint16 depth + depth_scale, aif, stamp_ns, meta
 SHARD_KEYS = ("image", "depth", "lens", "fx", "layout", "depth_scale")  # what training and eval read

@@ -18,13 +18,16 @@ def make_tiny_checkpoint(path, long_side: int = 128, seed: int = 0, random_corre
     model = DepthDefocusNet(cfg)
     if random_correction:
         torch.nn.init.normal_(model.defocus_dec.out.weight, std=0.05)
-    save_checkpoint(path, {
-        "model_config": cfg.to_dict(),
-        "state_dict": model.state_dict(),
-        "process_long_side": long_side,
-        "process_multiple": 32,
-        "max_depth_m": 100.0,
-        "lens_ranges": {"focal_length_mm": [4.0, 85.0], "f_number": [1.4, 8.0], "focus_distance_m": [0.3, 10.0]},
-        "step": 0,
-    })  # fmt: skip
+    save_checkpoint(
+        path,
+        {
+            "model_config": cfg.to_dict(),
+            "state_dict": model.state_dict(),
+            "process_long_side": long_side,
+            "process_multiple": 32,
+            "max_depth_m": 100.0,
+            "lens_ranges": {"focal_length_mm": [4.0, 85.0], "f_number": [1.4, 8.0], "focus_distance_m": [0.3, 10.0]},
+            "step": 0,
+        },
+    )
     return path

@@ -17,10 +17,27 @@ import torch.nn.functional as F
 __all__ = ["TextureBank", "procedural_texture", "load_photo_textures"]
 
 _SKIMAGE_PHOTOS = (
-    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png",
-    "gravel.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "rocket.jpg", "color.png",
-    "page.png", "text.png", "coins.png", "moon.png", "horse.png", "microaneurysms.png", "cell.png", "clock_motion.png",
-)  # fmt: skip
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "chelsea.png",
+    "coffee.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "retina.jpg",
+    "rocket.jpg",
+    "color.png",
+    "page.png",
+    "text.png",
+    "coins.png",
+    "moon.png",
+    "horse.png",
+    "microaneurysms.png",
+    "cell.png",
+    "clock_motion.png",
+)
 # Never the Middlebury "Motorcycle" views (motorcycle_left/right.png): they are the real-photo
 # benchmark (:mod:`.realbench`), which nothing may train on.
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -151,8 +168,9 @@ class TextureBank:
         y0 = int(torch.randint(0, h - side + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, w - side + 1, (1,), generator=gen))
         crop = img[:, y0 : y0 + side, x0 : x0 + side]
-        crop = F.interpolate(crop[None], size=(self.size, self.size), mode="bilinear",
-                             antialias=True, align_corners=False)[0]  # fmt: skip
+        crop = F.interpolate(
+            crop[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+        )[0]
         if float(torch.rand((), generator=gen)) < 0.5:
             crop = crop.flip(-1)
         if float(torch.rand((), generator=gen)) < 0.3:

@@ -46,9 +46,13 @@ __all__ = ["add_train_args", "run_training", "Trainer"]
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", action="append", default=None,
-                   help="'synthetic' (the on-the-fly stream) or a dataset folder of shards; "
-                        "repeat to mix sources (default: synthetic)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        action="append",
+        default=None,
+        help="'synthetic' (the on-the-fly stream) or a dataset folder of shards; "
+        "repeat to mix sources (default: synthetic)",
+    )
     p.add_argument("--mix", type=float, default=0.5, help="share of synthetic batches when mixing")
     p.add_argument("--split", default=None, help="split of on-disk datasets to train on")
     p.add_argument("--out", required=True, help="run folder")
@@ -59,22 +63,45 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
-                   help="mixed precision (fp16 autocast); auto = on for CUDA")  # fmt: skip
+    p.add_argument(
+        "--amp",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="mixed precision (fp16 autocast); auto = on for CUDA",
+    )
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the stream")
-    p.add_argument("--channels", default=None,
-                   help=f"encoder widths, 1/2..1/32 (default {ARCH_DEFAULTS['channels']}, or the --init checkpoint's)")
-    p.add_argument("--decoder-channels", default=None,
-                   help=f"default {ARCH_DEFAULTS['decoder_channels']}, or the --init checkpoint's")
-    p.add_argument("--blocks", type=int, default=None,
-                   help="residual blocks per encoder stage (default 1, or the --init checkpoint's)")
-    p.add_argument("--loss-weights", type=_loss_weights, default=None, metavar="TERM=W,...",
-                   help="override loss-term weights, e.g. side=1,depth=0.2 (terms: coc, sigma, side, "
-                        "depth; defaults in losses.LossWeights)")  # fmt: skip
+    p.add_argument(
+        "--channels",
+        default=None,
+        help=f"encoder widths, 1/2..1/32 (default {ARCH_DEFAULTS['channels']}, or the --init checkpoint's)",
+    )
+    p.add_argument(
+        "--decoder-channels",
+        default=None,
+        help=f"default {ARCH_DEFAULTS['decoder_channels']}, or the --init checkpoint's",
+    )
+    p.add_argument(
+        "--blocks",
+        type=int,
+        default=None,
+        help="residual blocks per encoder stage (default 1, or the --init checkpoint's)",
+    )
+    p.add_argument(
+        "--loss-weights",
+        type=_loss_weights,
+        default=None,
+        metavar="TERM=W,...",
+        help="override loss-term weights, e.g. side=1,depth=0.2 (terms: coc, sigma, side, "
+        "depth; defaults in losses.LossWeights)",
+    )
     add_scene_args(p)
-    p.add_argument("--process-long-side", type=int, default=None,
-                   help="processing cap stored in the checkpoint: predict downsamples inputs whose long "
-                        "side exceeds it (px) and never upsamples (default 640, or the --init checkpoint's)")
+    p.add_argument(
+        "--process-long-side",
+        type=int,
+        default=None,
+        help="processing cap stored in the checkpoint: predict downsamples inputs whose long "
+        "side exceeds it (px) and never upsamples (default 640, or the --init checkpoint's)",
+    )
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tune)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--val-every", type=int, default=500)
@@ -83,13 +110,20 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", default=None, help="train on random HxW crops, e.g. 128x128 (px)")
     p.add_argument("--reuse", type=int, default=1, help="steps per rendered synthetic batch")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long")
-    p.add_argument("--val-data", default=None,
-                   help="validate on this dataset folder (e.g. converted bags) instead of synthetic scenes")
+    p.add_argument(
+        "--val-data",
+        default=None,
+        help="validate on this dataset folder (e.g. converted bags) instead of synthetic scenes",
+    )
     p.add_argument("--val-split", default=None, help="split of --val-data (e.g. val)")
     g = p.add_argument_group("domain adaptation (unlabelled real frames, gradient-reversal domain classifier)")
-    g.add_argument("--domain-data", action="append", default=None,
-                   help="dataset folder of unlabelled target-domain frames (bag2dataset --mode unlabeled, or "
-                        "any dataset: its depth is not used); repeat to pool folders")  # fmt: skip
+    g.add_argument(
+        "--domain-data",
+        action="append",
+        default=None,
+        help="dataset folder of unlabelled target-domain frames (bag2dataset --mode unlabeled, or "
+        "any dataset: its depth is not used); repeat to pool folders",
+    )
     g.add_argument("--domain-split", default=None, help="split of --domain-data to use (e.g. train)")
     g.add_argument("--domain-weight", type=float, default=0.1, help="weight of the domain loss")
     g.add_argument("--domain-hidden", type=int, default=64, help="width of the domain classifier")
@@ -132,8 +166,12 @@ def _ints(s: str) -> list:
 def _arch_defaults() -> dict:
     """Architecture options' defaults, from :class:`~.model.ModelConfig` (one source of truth)."""
     cfg = ModelConfig()
-    return {"channels": ",".join(map(str, cfg.channels)), "decoder_channels": ",".join(map(str, cfg.decoder_channels)),
-            "blocks": cfg.blocks_per_stage, "process_long_side": DEFAULT_LONG_SIDE}  # fmt: skip
+    return {
+        "channels": ",".join(map(str, cfg.channels)),
+        "decoder_channels": ",".join(map(str, cfg.decoder_channels)),
+        "blocks": cfg.blocks_per_stage,
+        "process_long_side": DEFAULT_LONG_SIDE,
+    }
 
 
 ARCH_DEFAULTS = _arch_defaults()
@@ -145,10 +183,12 @@ def resolve_architecture(args, init: dict | None) -> None:
     from_init = {}
     if init is not None:
         cfg = init["model_config"]
-        from_init = {"channels": ",".join(str(c) for c in cfg["channels"]),
-                     "decoder_channels": ",".join(str(c) for c in cfg["decoder_channels"]),
-                     "blocks": cfg.get("blocks_per_stage", 1),
-                     "process_long_side": init.get("process_long_side")}  # fmt: skip
+        from_init = {
+            "channels": ",".join(str(c) for c in cfg["channels"]),
+            "decoder_channels": ",".join(str(c) for c in cfg["decoder_channels"]),
+            "blocks": cfg.get("blocks_per_stage", 1),
+            "process_long_side": init.get("process_long_side"),
+        }
     for k, default in ARCH_DEFAULTS.items():
         if getattr(args, k, None) is None:
             v = from_init.get(k)
@@ -175,8 +215,9 @@ class Trainer:
         init = load_checkpoint(args.init) if args.init else None
         resolve_architecture(args, init)
         self.scene_cfg = scene_config_from_args(args)
-        self.model_cfg = ModelConfig(channels=_ints(args.channels), decoder_channels=_ints(args.decoder_channels),
-                                     blocks_per_stage=args.blocks)  # fmt: skip
+        self.model_cfg = ModelConfig(
+            channels=_ints(args.channels), decoder_channels=_ints(args.decoder_channels), blocks_per_stage=args.blocks
+        )
         self.model = DepthDefocusNet(self.model_cfg).to(self.device)
         if init is not None:
             src = build_model(init, args.init)
@@ -212,13 +253,20 @@ class Trainer:
         its = []
         for s in srcs:
             if s == "synthetic":
-                ds = SceneStream(self.scene_cfg, self.args.batch_size, seed=seed, rank=self.rank,
-                                 reuse=self.args.reuse, crop=self._crop())
+                ds = SceneStream(
+                    self.scene_cfg,
+                    self.args.batch_size,
+                    seed=seed,
+                    rank=self.rank,
+                    reuse=self.args.reuse,
+                    crop=self._crop(),
+                )
                 loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=self.args.workers)
                 its.append(iter(loader))
             else:
-                ds = ShardDataset(s, self.args.batch_size, self.rank, self.world, split=self.args.split,
-                                  seed=seed, crop=self._crop())
+                ds = ShardDataset(
+                    s, self.args.batch_size, self.rank, self.world, split=self.args.split, seed=seed, crop=self._crop()
+                )
                 its.append(iter(ds))
         return srcs, its
 
@@ -226,8 +274,10 @@ class Trainer:
         """Unlabelled target-domain batches (only their images, lens and fx are used)."""
         seed = self.args.seed + 7919 * self.step + 17
         a = self.args
-        sets = [ShardDataset(d, a.batch_size, self.rank, self.world, split=a.domain_split, seed=seed + i,
-                             crop=self._crop()) for i, d in enumerate(a.domain_data)]  # fmt: skip
+        sets = [
+            ShardDataset(d, a.batch_size, self.rank, self.world, split=a.domain_split, seed=seed + i, crop=self._crop())
+            for i, d in enumerate(a.domain_data)
+        ]
         its = [iter(s) for s in sets]
         k = 0
         while True:
@@ -275,13 +325,15 @@ class Trainer:
         from .domain import domain_loss, grl_lambda, match_batch
 
         b = batch["image"].shape[0]
-        target = match_batch({k: target[k].to(self.device) for k in ("image", "lens", "fx")},
-                             tuple(batch["image"].shape[-2:]))  # fmt: skip
+        target = match_batch(
+            {k: target[k].to(self.device) for k in ("image", "lens", "fx")}, tuple(batch["image"].shape[-2:])
+        )
         x = torch.cat([batch["image"], target["image"]])
         lam = grl_lambda(self.step, self.args.steps)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            pred, logits = self.ddp(x, torch.cat([batch["lens"], target["lens"]]),
-                                    torch.cat([batch["fx"], target["fx"]]), lam)  # fmt: skip
+            pred, logits = self.ddp(
+                x, torch.cat([batch["lens"], target["lens"]]), torch.cat([batch["fx"], target["fx"]]), lam
+            )
         is_target = torch.arange(x.shape[0], device=self.device) >= b
         dloss, acc = domain_loss(logits, is_target)
         pred = {k: v[:b].float() for k, v in pred.items()}
@@ -356,8 +408,11 @@ class Trainer:
             "process_long_side": int(self.args.process_long_side),
             "process_multiple": 32,
             "max_depth_m": 100.0,
-            "lens_ranges": {"focal_length_mm": list(cfg.f_mm_range), "f_number": list(cfg.n_range),
-                            "focus_distance_m": list(cfg.focus_range_m)},  # fmt: skip
+            "lens_ranges": {
+                "focal_length_mm": list(cfg.f_mm_range),
+                "f_number": list(cfg.n_range),
+                "focus_distance_m": list(cfg.focus_range_m),
+            },
             "scene_config": {k: v for k, v in cfg.to_dict().items() if v is not None},
             "train_args": _args_dict(self.args),
             "step": self.step,
@@ -441,9 +496,11 @@ class Trainer:
         o = res["overall"]
         score = o["coc_mae"] / max(o["coc_mae_physics"], 1e-6) + (1 - o.get("side_acc", 0.0))
         self._log({"kind": "val", "step": self.step, **{f"val_{k}": v for k, v in o.items()}})
-        tqdm_write(f"step {self.step}: val CoC MAE {o['coc_mae']:.3f}px (training-free "
-                   f"{o['coc_mae_physics']:.3f}px) side {o.get('side_acc', float('nan')):.3f} "
-                   f"AbsRel {o['abs_rel']:.3f} d1 {o['delta1']:.3f}")  # fmt: skip
+        tqdm_write(
+            f"step {self.step}: val CoC MAE {o['coc_mae']:.3f}px (training-free "
+            f"{o['coc_mae_physics']:.3f}px) side {o.get('side_acc', float('nan')):.3f} "
+            f"AbsRel {o['abs_rel']:.3f} d1 {o['delta1']:.3f}"
+        )
         if score < self.best:
             self.best = score
             save_checkpoint(self.out / "best.pt", self.checkpoint_dict(o, training=False))
@@ -467,4 +524,3 @@ def run_training(args) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
-

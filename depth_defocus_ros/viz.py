@@ -7,8 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["colorize", "depth_preview", "defocus_preview", "save_prediction_grid", "plot_training_curves",
-           "save_overview"]
+__all__ = [
+    "colorize",
+    "depth_preview",
+    "defocus_preview",
+    "save_prediction_grid",
+    "plot_training_curves",
+    "save_overview",
+]
 
 
 def colorize(values: np.ndarray, lo: float, hi: float, cmap: str = "turbo", log: bool = False) -> np.ndarray:
@@ -108,21 +114,32 @@ def save_overview(path, frames, max_depth_m: float = 20.0) -> None:
         cmap = matplotlib.colormaps["turbo"].copy()
         cmap.set_bad("black")
         panels = [
-            (rgb, None, f"{name}: {lens.focal_length_m * 1000:g} mm f/{lens.f_number:g}, "
-                        f"focus {lens.focus_distance_m:g} m"),
-            (depth, (lo, hi), f"depth (m): AbsRel {m.get('abs_rel', float('nan')):.3f}, "
-                              f"d<1.25 {m.get('delta1', float('nan')):.2f} on {m['coverage']:.0%}"),
+            (
+                rgb,
+                None,
+                f"{name}: {lens.focal_length_m * 1000:g} mm f/{lens.f_number:g}, focus {lens.focus_distance_m:g} m",
+            ),
+            (
+                depth,
+                (lo, hi),
+                f"depth (m): AbsRel {m.get('abs_rel', float('nan')):.3f}, "
+                f"d<1.25 {m.get('delta1', float('nan')):.2f} on {m['coverage']:.0%}",
+            ),
             (gt, (lo, hi), "measured depth (m)"),
             (rel, (0.0, 0.5), "relative depth error |d - d_gt| / d_gt"),
-            (defocus, (0.0, max(4.0, float(np.nanpercentile(defocus, 99)))),
-             f"defocus (CoC px): MAE {m['coc_mae']:.2f} px"),
-        ]  # fmt: skip
+            (
+                defocus,
+                (0.0, max(4.0, float(np.nanpercentile(defocus, 99)))),
+                f"defocus (CoC px): MAE {m['coc_mae']:.2f} px",
+            ),
+        ]
         for ax, (img, rng, title) in zip(ax_row, panels):
             if rng is None:
                 ax.imshow(img)
             else:
-                im = ax.imshow(np.ma.masked_invalid(img), cmap=cmap if img is not defocus else "magma",
-                               vmin=rng[0], vmax=rng[1])  # fmt: skip
+                im = ax.imshow(
+                    np.ma.masked_invalid(img), cmap=cmap if img is not defocus else "magma", vmin=rng[0], vmax=rng[1]
+                )
                 fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01)
             ax.set_title(title, fontsize=9)
             ax.axis("off")

@@ -58,38 +58,60 @@ def launch_setup(context, *args, **kwargs):
 
         template = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "depth_defocus.rviz"]).perform(context)
         rviz_config = write_rviz_config(template, namespace=namespace, image_topic=image)
-        actions.append(Node(
-            package="rviz2",
-            executable="rviz2",
-            name="rviz2",
-            arguments=["-d", rviz_config, "-f", arg("camera_frame")],
-            output="screen",
-        ))  # fmt: skip
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                arguments=["-d", rviz_config, "-f", arg("camera_frame")],
+                output="screen",
+            )
+        )
     return actions
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-        DeclareLaunchArgument("image", default_value="image",
-                              description="camera image topic (sensor_msgs/Image), remapped to 'image'"),
-        DeclareLaunchArgument("image_compressed", default_value="",
-                              description="compressed image topic, remapped to 'image/compressed' "
-                                          "(empty: <image>/compressed)"),
-        DeclareLaunchArgument("camera_info", default_value="camera_info",
-                              description="CameraInfo topic, remapped to 'camera_info'"),
-        DeclareLaunchArgument("params_file",
-                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
-                                                                  "depth_defocus.yaml"]),
-                              description="parameter file (/**: ros__parameters: form)"),
-        DeclareLaunchArgument("device", default_value="", description="auto | cuda | cpu (empty: from params_file)"),
-        DeclareLaunchArgument("model_path", default_value="",
-                              description="checkpoint .pt (empty: from params_file; there empty = shipped weights)"),
-        DeclareLaunchArgument("image_transport", default_value="",
-                              description="raw | compressed (empty: from params_file)"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/depth_defocus.rviz"),
-        DeclareLaunchArgument("camera_frame", default_value="camera_optical_frame",
-                              description="RViz fixed frame: the camera's optical frame_id"),
-        DeclareLaunchArgument("log_level", default_value="info", description="log level of the node"),
-        OpaqueFunction(function=launch_setup),
-    ])  # fmt: skip
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+            DeclareLaunchArgument(
+                "image",
+                default_value="image",
+                description="camera image topic (sensor_msgs/Image), remapped to 'image'",
+            ),
+            DeclareLaunchArgument(
+                "image_compressed",
+                default_value="",
+                description="compressed image topic, remapped to 'image/compressed' (empty: <image>/compressed)",
+            ),
+            DeclareLaunchArgument(
+                "camera_info", default_value="camera_info", description="CameraInfo topic, remapped to 'camera_info'"
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "depth_defocus.yaml"]),
+                description="parameter file (/**: ros__parameters: form)",
+            ),
+            DeclareLaunchArgument(
+                "device", default_value="", description="auto | cuda | cpu (empty: from params_file)"
+            ),
+            DeclareLaunchArgument(
+                "model_path",
+                default_value="",
+                description="checkpoint .pt (empty: from params_file; there empty = shipped weights)",
+            ),
+            DeclareLaunchArgument(
+                "image_transport", default_value="", description="raw | compressed (empty: from params_file)"
+            ),
+            DeclareLaunchArgument(
+                "rviz", default_value="false", description="start RViz with config/depth_defocus.rviz"
+            ),
+            DeclareLaunchArgument(
+                "camera_frame",
+                default_value="camera_optical_frame",
+                description="RViz fixed frame: the camera's optical frame_id",
+            ),
+            DeclareLaunchArgument("log_level", default_value="info", description="log level of the node"),
+            OpaqueFunction(function=launch_setup),
+        ]
+    )

@@ -43,31 +43,52 @@ def launch_setup(context, *args, **kwargs):
     if path is not None:
         actions.append(LogInfo(msg=f"lens settings written to {path}"))
     else:
-        actions.append(LogInfo(msg="no lens settings given: note focal length, f-number and focus distance for "
-                                   "bag2dataset (docs/recording.md)"))  # fmt: skip
-    actions.append(ExecuteProcess(cmd=record_command(output, topics, arg("max_bag_duration"), arg("storage_preset")),
-                                  output="screen"))  # fmt: skip
+        actions.append(
+            LogInfo(
+                msg="no lens settings given: note focal length, f-number and focus distance for "
+                "bag2dataset (docs/recording.md)"
+            )
+        )
+    actions.append(
+        ExecuteProcess(
+            cmd=record_command(output, topics, arg("max_bag_duration"), arg("storage_preset")), output="screen"
+        )
+    )
     return actions
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument("output", default_value="", description="bag folder to create (must not exist)"),
-        DeclareLaunchArgument("rgb_topic", default_value=DEFAULT_TOPICS["rgb_topic"],
-                              description="colour image (sensor_msgs/Image)"),
-        DeclareLaunchArgument("info_topic", default_value=DEFAULT_TOPICS["info_topic"],
-                              description="CameraInfo of the colour camera"),
-        DeclareLaunchArgument("depth_topic", default_value=DEFAULT_TOPICS["depth_topic"],
-                              description="depth registered to the colour camera (16UC1 mm or 32FC1 m, raw)"),
-        DeclareLaunchArgument("extra_topics", default_value="/tf /tf_static",
-                              description="more topics, space-separated"),
-        DeclareLaunchArgument("compressed_rgb", default_value="false",
-                              description="record <rgb_topic>/compressed (JPEG) instead of the raw image"),
-        DeclareLaunchArgument("focal_length_mm", default_value="", description="lens focal length (mm)"),
-        DeclareLaunchArgument("f_number", default_value="", description="aperture f-number"),
-        DeclareLaunchArgument("focus_distance_m", default_value="", description="focus distance (m)"),
-        DeclareLaunchArgument("max_bag_duration", default_value="0", description="split files every N s (0: no)"),
-        DeclareLaunchArgument("storage_preset", default_value="",
-                              description="MCAP storage preset: '', fastwrite, zstd_fast, zstd_small"),
-        OpaqueFunction(function=launch_setup),
-    ])  # fmt: skip
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("output", default_value="", description="bag folder to create (must not exist)"),
+            DeclareLaunchArgument(
+                "rgb_topic", default_value=DEFAULT_TOPICS["rgb_topic"], description="colour image (sensor_msgs/Image)"
+            ),
+            DeclareLaunchArgument(
+                "info_topic", default_value=DEFAULT_TOPICS["info_topic"], description="CameraInfo of the colour camera"
+            ),
+            DeclareLaunchArgument(
+                "depth_topic",
+                default_value=DEFAULT_TOPICS["depth_topic"],
+                description="depth registered to the colour camera (16UC1 mm or 32FC1 m, raw)",
+            ),
+            DeclareLaunchArgument(
+                "extra_topics", default_value="/tf /tf_static", description="more topics, space-separated"
+            ),
+            DeclareLaunchArgument(
+                "compressed_rgb",
+                default_value="false",
+                description="record <rgb_topic>/compressed (JPEG) instead of the raw image",
+            ),
+            DeclareLaunchArgument("focal_length_mm", default_value="", description="lens focal length (mm)"),
+            DeclareLaunchArgument("f_number", default_value="", description="aperture f-number"),
+            DeclareLaunchArgument("focus_distance_m", default_value="", description="focus distance (m)"),
+            DeclareLaunchArgument("max_bag_duration", default_value="0", description="split files every N s (0: no)"),
+            DeclareLaunchArgument(
+                "storage_preset",
+                default_value="",
+                description="MCAP storage preset: '', fastwrite, zstd_fast, zstd_small",
+            ),
+            OpaqueFunction(function=launch_setup),
+        ]
+    )

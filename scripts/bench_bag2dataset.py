@@ -79,10 +79,17 @@ def main():
                 assert status == 0
                 r = man["report"]
                 key = f"{storage}_{comp}_workers{w}"
-                res[key] = {"frames_per_s": r["frames_per_s"], "seconds": r["seconds"], "scan_s": r["scan_seconds"],
-                            "bytes_per_frame": round(du(ds) / a.frames)}  # fmt: skip
-                print(f"{storage:8s} {comp:9s} workers {w}: {r['frames_per_s']:7.1f} frames/s, "
-                      f"{res[key]['bytes_per_frame'] / 1e6:.3f} MB/frame", flush=True)
+                res[key] = {
+                    "frames_per_s": r["frames_per_s"],
+                    "seconds": r["seconds"],
+                    "scan_s": r["scan_seconds"],
+                    "bytes_per_frame": round(du(ds) / a.frames),
+                }
+                print(
+                    f"{storage:8s} {comp:9s} workers {w}: {r['frames_per_s']:7.1f} frames/s, "
+                    f"{res[key]['bytes_per_frame'] / 1e6:.3f} MB/frame",
+                    flush=True,
+                )
                 shutil.rmtree(ds, ignore_errors=True)
     # render mode: two focused images per all-in-focus frame
     bag = out / "vga_aif"
@@ -90,11 +97,15 @@ def main():
         write_synthetic_bag(bag, {k: v[: a.render_frames] for k, v in tiled.items()}, image="aif", fps=30.0)
     ds = out / "ds_render"
     shutil.rmtree(ds, ignore_errors=True)
-    status, man = convert_bags([bag], ConvertOptions(out=str(ds), mode="render", renders=2, workers=0,
-                                                     progress=False, split_by="none"))  # fmt: skip
+    status, man = convert_bags(
+        [bag], ConvertOptions(out=str(ds), mode="render", renders=2, workers=0, progress=False, split_by="none")
+    )
     assert status == 0
-    res["render_workers0"] = {"frames_per_s": man["report"]["frames_per_s"], "samples": man["samples"],
-                              "seconds": man["report"]["seconds"]}  # fmt: skip
+    res["render_workers0"] = {
+        "frames_per_s": man["report"]["frames_per_s"],
+        "samples": man["samples"],
+        "seconds": man["report"]["seconds"],
+    }
     print("render", res["render_workers0"])
     (out / "bench.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))

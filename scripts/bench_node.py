@@ -88,18 +88,38 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
     scale = w / frames[0][1].shape[1]
     intr = Intrinsics(cam["fx"] * scale, cam["fy"] * scale, w / 2, h / 2)
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(domain),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # the node runs with the default transports
     log_path = logdir / f"node_{device}_{w}x{h}.log"
     log = open(log_path, "w")  # closed below
     lens = frames[0][3]
-    cmd = [sys.executable, "-m", "depth_defocus_ros.ros.node", "--ros-args", "-p", f"model_path:={model}",
-           "-p", f"device:={device}", "-p", f"focal_length_mm:={lens.focal_length_m * 1000.0}",
-           "-p", f"f_number:={lens.f_number}", "-p", f"focus_distance_m:={lens.focus_distance_m}",
-           "-p", f"publish_points:={'false' if args.no_points else 'true'}",
-           "-p", f"reliable_qos:={'true' if args.reliable else 'false'}",
-           "-p", "diagnostics_period_s:=0.5"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "depth_defocus_ros.ros.node",
+        "--ros-args",
+        "-p",
+        f"model_path:={model}",
+        "-p",
+        f"device:={device}",
+        "-p",
+        f"focal_length_mm:={lens.focal_length_m * 1000.0}",
+        "-p",
+        f"f_number:={lens.f_number}",
+        "-p",
+        f"focus_distance_m:={lens.focus_distance_m}",
+        "-p",
+        f"publish_points:={'false' if args.no_points else 'true'}",
+        "-p",
+        f"reliable_qos:={'true' if args.reliable else 'false'}",
+        "-p",
+        "diagnostics_period_s:=0.5",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     harness = RosHarness(domain_id=domain)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -114,8 +134,10 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
             self.pub_image = self.create_publisher(Image, "image", reliable)
             self.pub_info = self.create_publisher(CameraInfo, "camera_info", reliable)
             topics = OUTPUT_TOPICS if args.all_outputs else {out_topic: OUTPUT_TOPICS[out_topic]}
-            self.subs = [self.create_subscription(t, name, (self.on_out if name == out_topic else lambda m: None),
-                                                  reliable) for name, t in topics.items()]  # fmt: skip
+            self.subs = [
+                self.create_subscription(t, name, (self.on_out if name == out_topic else lambda m: None), reliable)
+                for name, t in topics.items()
+            ]
             self.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(m.status), 10)
 
         def on_out(self, msg: PointCloud2):
@@ -125,8 +147,12 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
 
     try:
         bench = harness.add(Bench())
-        if not wait_until(lambda: bench.pub_image.get_subscription_count() > 0
-                          and all(s.get_publisher_count() > 0 for s in bench.subs), 120.0):  # fmt: skip
+        if not wait_until(
+            lambda: (
+                bench.pub_image.get_subscription_count() > 0 and all(s.get_publisher_count() > 0 for s in bench.subs)
+            ),
+            120.0,
+        ):
             raise RuntimeError(f"node did not come up; see {log_path}")
         msgs = [numpy_to_image(im, "rgb8") for im in imgs]
         info = camera_info_from_intrinsics(intr, w, h)
@@ -160,20 +186,27 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
         n_in = len(measured)
         node_in = int(node_diag.get("frames_in", -1))
         res = {
-            "device": device, "size": f"{w}x{h}", "input_hz": args.rate, "duration_s": args.duration,
-            "frames_published": n_in, "frames_out": int(lat.size), "frames_dropped": n_in - int(lat.size),
+            "device": device,
+            "size": f"{w}x{h}",
+            "input_hz": args.rate,
+            "duration_s": args.duration,
+            "frames_published": n_in,
+            "frames_out": int(lat.size),
+            "frames_dropped": n_in - int(lat.size),
             "output_hz": lat.size / args.duration,
             "latency_ms_mean": float(lat.mean()) if lat.size else None,
             "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else None,
             "latency_ms_max": float(lat.max()) if lat.size else None,
-            "node_precision": node_diag.get("precision"), "node_device": node_diag.get("device"),
-            "all_frames_published": len(sent), "all_frames_received_by_node": node_in,
+            "node_precision": node_diag.get("precision"),
+            "node_device": node_diag.get("device"),
+            "all_frames_published": len(sent),
+            "all_frames_received_by_node": node_in,
             "node_qos": "reliable" if args.reliable else "sensor-data (best effort)",
             "camera_shm_profile": not args.no_camera_profile,
             "outputs": "all" if args.all_outputs else out_topic,
             **{k: float(v) for k, v in node_diag.items() if k.startswith("stage_ms_")},
-        }  # fmt: skip
+        }
         return res
     finally:
         harness.close()
@@ -197,8 +230,11 @@ def main(argv=None) -> int:
     p.add_argument("--all-outputs", action="store_true", help="also subscribe to every other output")
     p.add_argument("--no-points", action="store_true", help="publish_points=false; latency to depth/image")
     p.add_argument("--reliable", action="store_true", help="node subscribes with reliable_qos=true")
-    p.add_argument("--no-camera-profile", action="store_true",
-                   help="camera with Fast DDS's default transports (large best-effort frames get lost)")
+    p.add_argument(
+        "--no-camera-profile",
+        action="store_true",
+        help="camera with Fast DDS's default transports (large best-effort frames get lost)",
+    )
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
 
@@ -222,28 +258,40 @@ def main(argv=None) -> int:
             r = run_one(model, dev, size, args, domain, tmp)
             r["model"] = model_note
             results.append(r)
-            lat = "n/a" if r["latency_ms_mean"] is None else (
-                f"mean {r['latency_ms_mean']:.0f} / p50 {r['latency_ms_p50']:.0f} / p95 {r['latency_ms_p95']:.0f} / "
-                f"max {r['latency_ms_max']:.0f} ms")  # fmt: skip
-            print(f"{dev:5s} {r['size']:>8s} in {r['input_hz']:.0f} Hz: out {r['output_hz']:5.2f} Hz, dropped "
-                  f"{r['frames_dropped']}/{r['frames_published']}, latency {lat}; node received "
-                  f"{r['all_frames_received_by_node']} of {r['all_frames_published']} frames; per frame: "
-                  + ", ".join(f"{k} {r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate",
-                                                                                               "publish")),
-                  flush=True)  # fmt: skip
+            lat = (
+                "n/a"
+                if r["latency_ms_mean"] is None
+                else (
+                    f"mean {r['latency_ms_mean']:.0f} / p50 {r['latency_ms_p50']:.0f} / "
+                    f"p95 {r['latency_ms_p95']:.0f} / max {r['latency_ms_max']:.0f} ms"
+                )
+            )
+            print(
+                f"{dev:5s} {r['size']:>8s} in {r['input_hz']:.0f} Hz: out {r['output_hz']:5.2f} Hz, dropped "
+                f"{r['frames_dropped']}/{r['frames_published']}, latency {lat}; node received "
+                f"{r['all_frames_received_by_node']} of {r['all_frames_published']} frames; per frame: "
+                + ", ".join(
+                    f"{k} {r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate", "publish")
+                ),
+                flush=True,
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print("\n| device | size | input | output rate | not processed | latency mean | p50 | p95 | max | reached node "
-          "| decode | estimate | publish |")
+    print(
+        "\n| device | size | input | output rate | not processed | latency mean | p50 | p95 | max | reached node "
+        "| decode | estimate | publish |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        f = (lambda k, r=r: "n/a" if r[k] is None else f"{r[k]:.0f} ms")
-        print(f"| {r['device']} ({r['node_precision']}) | {r['size']} | {r['input_hz']:.0f} Hz | "
-              f"{r['output_hz']:.2f} Hz | {r['frames_dropped']}/{r['frames_published']} | {f('latency_ms_mean')} | "
-              f"{f('latency_ms_p50')} | {f('latency_ms_p95')} | {f('latency_ms_max')} | "
-              f"{r['all_frames_received_by_node']}/{r['all_frames_published']} | "
-              + " | ".join(f"{r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate", "publish"))
-              + " |")  # fmt: skip
+        f = lambda k, r=r: "n/a" if r[k] is None else f"{r[k]:.0f} ms"
+        print(
+            f"| {r['device']} ({r['node_precision']}) | {r['size']} | {r['input_hz']:.0f} Hz | "
+            f"{r['output_hz']:.2f} Hz | {r['frames_dropped']}/{r['frames_published']} | {f('latency_ms_mean')} | "
+            f"{f('latency_ms_p50')} | {f('latency_ms_p95')} | {f('latency_ms_max')} | "
+            f"{r['all_frames_received_by_node']}/{r['all_frames_published']} | "
+            + " | ".join(f"{r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate", "publish"))
+            + " |"
+        )
     return 0
 
 

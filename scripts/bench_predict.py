@@ -44,8 +44,10 @@ def timed(fn, frames: int, cuda: bool, warmup: int = 2) -> np.ndarray:
 
 
 def fmt(name: str, ms: np.ndarray) -> str:
-    return (f"  {name:24s} mean {ms.mean():7.1f} ms  p50 {np.percentile(ms, 50):7.1f}  p95 {np.percentile(ms, 95):7.1f}"
-            f"  ({1000.0 / ms.mean():6.1f} /s)")  # fmt: skip
+    return (
+        f"  {name:24s} mean {ms.mean():7.1f} ms  p50 {np.percentile(ms, 50):7.1f}  p95 {np.percentile(ms, 95):7.1f}"
+        f"  ({1000.0 / ms.mean():6.1f} /s)"
+    )
 
 
 @torch.no_grad()
@@ -55,8 +57,10 @@ def bench(est: Estimator, rgb: np.ndarray, frames: int) -> None:
     x, scale = prepare(rgb, est.device, est.long_side)
     hp, wp = x.shape[-2:]
     lens_t, fx_t = LENS.as_tensor(est.device), torch.tensor([fx * scale], device=est.device)
-    print(f"{est.device.type} {'fp16' if est.half else 'fp32'} {est.kind}: input {rgb.shape[1]}x{rgb.shape[0]}, "
-          f"processed at {wp}x{hp}")  # fmt: skip
+    print(
+        f"{est.device.type} {'fp16' if est.half else 'fp32'} {est.kind}: input {rgb.shape[1]}x{rgb.shape[0]}, "
+        f"processed at {wp}x{hp}"
+    )
     print(fmt("predict (all stages)", timed(lambda: est.predict(rgb, LENS, fx), frames, cuda)))
     print(fmt("training-free estimate", timed(lambda: estimate_defocus(x), frames, cuda)))
     if est.model is not None:
@@ -82,8 +86,10 @@ def main():
     configs = [("cpu", False)]
     if torch.cuda.is_available():
         configs += [("cuda", False), ("cuda", True)]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU")
+    )
     base = cv2.imread(str(SAMPLE))[:, :, ::-1]
     for size in args.size.split(","):
         w, h = (int(v) for v in size.split("x"))

@@ -50,8 +50,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sigmas", default="0.1,0.3,1.0", help="CoC noise std devs (px)")
     args = ap.parse_args(argv)
     print("oracle: true side, true CoC + N(0, sigma^2) px, thin-lens depth")
-    print(f"{'set':<11} {'sigma px':>8} {'CoC MAE':>8} {'AbsRel':>7} {'d<1.25':>7} {'RMSElog':>8}"
-          f" {'AbsRel front':>12} {'AbsRel behind':>13}")  # fmt: skip
+    print(
+        f"{'set':<11} {'sigma px':>8} {'CoC MAE':>8} {'AbsRel':>7} {'d<1.25':>7} {'RMSElog':>8}"
+        f" {'AbsRel front':>12} {'AbsRel behind':>13}"
+    )
     for name in args.sets.split(","):
         if name not in HELDOUT:
             ap.error(f"unknown set {name!r}; choose from {sorted(HELDOUT)}")
@@ -59,8 +61,10 @@ def main(argv=None) -> int:
         for s in (float(v) for v in args.sigmas.split(",")):
             r = bound(root, s)
             o, front, behind = r["overall"], r["by_side"]["front"], r["by_side"]["behind"]
-            print(f"{name:<11} {s:>8.2f} {o['coc_mae']:>8.3f} {o['abs_rel']:>7.3f} {o['delta1']:>7.3f}"
-                  f" {o['rmse_log']:>8.3f} {front['abs_rel']:>12.3f} {behind['abs_rel']:>13.3f}")  # fmt: skip
+            print(
+                f"{name:<11} {s:>8.2f} {o['coc_mae']:>8.3f} {o['abs_rel']:>7.3f} {o['delta1']:>7.3f}"
+                f" {o['rmse_log']:>8.3f} {front['abs_rel']:>12.3f} {behind['abs_rel']:>13.3f}"
+            )
         print(f"{name:<11} median CoC at infinity {r['median_coc_at_infinity_px']:.2f} px")
     return 0
 

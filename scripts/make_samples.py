@@ -37,12 +37,18 @@ def main(out="data/samples"):
     h, w = r["image"].shape[:2]
     scale = w / 741
     cam = {
-        "width": w, "height": h, "fx": float(r["fx"]), "fy": float(r["fx"]),
-        "cx": MOTORCYCLE["cx"] * scale, "cy": MOTORCYCLE["cy"] * scale, "frame_id": "camera_optical_frame",
-        "rate_hz": 2.0, "frames": frames,
+        "width": w,
+        "height": h,
+        "fx": float(r["fx"]),
+        "fy": float(r["fx"]),
+        "cx": MOTORCYCLE["cx"] * scale,
+        "cy": MOTORCYCLE["cy"] * scale,
+        "frame_id": "camera_optical_frame",
+        "rate_hz": 2.0,
+        "frames": frames,
         "note": "Middlebury 2014 Motorcycle (left view, measured depth) re-focused by scripts/make_samples.py; "
-                "*_depth.png is the measured depth (uint16 mm, 0 = unknown)",
-    }  # fmt: skip
+        "*_depth.png is the measured depth (uint16 mm, 0 = unknown)",
+    }
     (out / "camera.yaml").write_text(yaml.safe_dump(cam, sort_keys=False))
 
 

@@ -49,8 +49,22 @@ from depth_defocus_ros.scenes import (
 SIZE = 64
 REAL_LENS = (0.05, 2.0, 1.2)
 REAL_FX = 150.0
-TINY = ["--channels", "8,8,16,16,16", "--decoder-channels", "16,16,8,8,8", "--process-long-side", "64",
-        "--height", str(SIZE), "--width", str(SIZE), "--batch-size", "8", "--log-every", "50"]  # fmt: skip
+TINY = [
+    "--channels",
+    "8,8,16,16,16",
+    "--decoder-channels",
+    "16,16,8,8,8",
+    "--process-long-side",
+    "64",
+    "--height",
+    str(SIZE),
+    "--width",
+    str(SIZE),
+    "--batch-size",
+    "8",
+    "--log-every",
+    "50",
+]
 
 
 def sensor_shift(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -70,8 +84,15 @@ def sensor_shift(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def real_frames(n: int, seed: int) -> dict:
-    cfg = SceneConfig(height=SIZE, width=SIZE, texture_size=64, fixed_fx=REAL_FX, fixed_lens=REAL_LENS,
-                      structured_fraction=0.8, noise=False)  # fmt: skip
+    cfg = SceneConfig(
+        height=SIZE,
+        width=SIZE,
+        texture_size=64,
+        fixed_fx=REAL_FX,
+        fixed_lens=REAL_LENS,
+        structured_fraction=0.8,
+        noise=False,
+    )
     fr = scene_frames(n, seed=seed, config=cfg)
     rng = np.random.default_rng(seed)
     fr["image"] = np.stack([sensor_shift(im, rng) for im in fr["image"]])
@@ -83,7 +104,8 @@ def evaluate(ckpt_path: Path, data: Path, split=None) -> dict:
     res = evaluate_model(build_model(ck, ckpt_path), ck, data, "cpu", split=split, progress=False)
     o = res["overall"]
     return {k: round(o[k], 4) for k in ("abs_rel", "delta1", "coc_mae", "side_acc") if k in o} | {
-        "images": res["images"]}
+        "images": res["images"]
+    }
 
 
 def main():
@@ -105,38 +127,65 @@ def main():
         (out / "results.json").write_text(json.dumps(results, indent=2))
 
     # 1. bags of the "real" camera and their conversion
-    bags = {"real_train_a": (101, True), "real_train_b": (102, True), "real_unlabeled": (103, False),
-            "real_test": (104, True)}  # fmt: skip
+    bags = {
+        "real_train_a": (101, True),
+        "real_train_b": (102, True),
+        "real_unlabeled": (103, False),
+        "real_test": (104, True),
+    }
     t = time.time()
     for name, (seed, labeled) in bags.items():
         if not (out / "bags" / name).exists():
-            write_synthetic_bag(out / "bags" / name, real_frames(a.frames, seed), storage="mcap", fps=5.0,
-                                with_depth=labeled, seed=seed)  # fmt: skip
+            write_synthetic_bag(
+                out / "bags" / name, real_frames(a.frames, seed), storage="mcap", fps=5.0, with_depth=labeled, seed=seed
+            )
     results["bag_writing_s"] = results.get("bag_writing_s", round(time.time() - t, 1))
     lens = dict(focal_length_mm=REAL_LENS[0] * 1000, f_number=REAL_LENS[1], focus_distance_m=REAL_LENS[2])
     labeled = [out / "bags" / n for n in ("real_train_a", "real_train_b", "real_test")]
     if "convert" not in results:
         for workers in (0, 2):
-            o = ConvertOptions(out=str(out / f"real_w{workers}"), split_by="bag", bag_split={"real_test": "test"},
-                               split_ratio=(1, 0, 0), workers=workers, progress=False, **lens)  # fmt: skip
+            o = ConvertOptions(
+                out=str(out / f"real_w{workers}"),
+                split_by="bag",
+                bag_split={"real_test": "test"},
+                split_ratio=(1, 0, 0),
+                workers=workers,
+                progress=False,
+                **lens,
+            )
             status, man = convert_bags(labeled, o)
             assert status == 0
             results.setdefault("convert", {})[f"workers_{workers}"] = man["report"]
-        status, man = convert_bags([out / "bags" / "real_unlabeled"],
-                                   ConvertOptions(out=str(out / "real_unlabeled"), mode="unlabeled", split_by="none",
-                                                  workers=0, progress=False, **lens))  # fmt: skip
+        status, man = convert_bags(
+            [out / "bags" / "real_unlabeled"],
+            ConvertOptions(
+                out=str(out / "real_unlabeled"), mode="unlabeled", split_by="none", workers=0, progress=False, **lens
+            ),
+        )
         assert status == 0
         save()
     real, unlabeled = out / "real_w0", out / "real_unlabeled"
     # 2. synthetic shards (pre-rendered once: rendering dominates CPU training otherwise)
     synth = out / "synth"
     if not (synth / "manifest.json").is_file() or not json.loads((synth / "manifest.json").read_text())["complete"]:
-        render_shards(synth, a.synth_scenes, seed=7, shard_size=64,
-                      config=SceneConfig(height=SIZE, width=SIZE, texture_size=64), progress=False)  # fmt: skip
+        render_shards(
+            synth,
+            a.synth_scenes,
+            seed=7,
+            shard_size=64,
+            config=SceneConfig(height=SIZE, width=SIZE, texture_size=64),
+            progress=False,
+        )
     synth_val = out / "synth_val"
     if not (synth_val / "manifest.json").is_file():
-        render_shards(synth_val, 64, seed=99, shard_size=64, config=SceneConfig(height=SIZE, width=SIZE,
-                                                                                  texture_size=64), progress=False)
+        render_shards(
+            synth_val,
+            64,
+            seed=99,
+            shard_size=64,
+            config=SceneConfig(height=SIZE, width=SIZE, texture_size=64),
+            progress=False,
+        )
 
     def train(name, *extra):
         """A run (skipped when a previous call of this script finished it)."""
@@ -150,21 +199,55 @@ def main():
             results.setdefault("train_seconds", {})[name] = round(time.time() - t, 1)
         return run / "last.pt"
 
-    base = train("base", "--data", str(synth), "--steps", str(a.base_steps), "--val-every", str(a.base_steps),
-                 "--val-scenes", "16", "--lr", "2e-3", "--warmup", "100")  # fmt: skip
+    base = train(
+        "base",
+        "--data",
+        str(synth),
+        "--steps",
+        str(a.base_steps),
+        "--val-every",
+        str(a.base_steps),
+        "--val-scenes",
+        "16",
+        "--lr",
+        "2e-3",
+        "--warmup",
+        "100",
+    )
     evals = results.setdefault("eval", {})
     evals["base"] = {"real_test": evaluate(base, real, "test"), "synth": evaluate(base, synth_val)}
     save()
-    common = ["--init", str(base), "--steps", str(a.steps), "--val-every", str(a.steps), "--val-scenes", "16",
-              "--lr", "5e-4", "--warmup", "20"]  # fmt: skip
+    common = [
+        "--init",
+        str(base),
+        "--steps",
+        str(a.steps),
+        "--val-every",
+        str(a.steps),
+        "--val-scenes",
+        "16",
+        "--lr",
+        "5e-4",
+        "--warmup",
+        "20",
+    ]
     for seed in (int(s) for s in a.seeds.split(",")):
         s = ["--seed", str(seed)]
         runs = {
             f"finetune_s{seed}": train(f"finetune_s{seed}", "--data", str(real), "--split", "train", *common, *s),
             f"control_s{seed}": train(f"control_s{seed}", "--data", str(synth), *common, *s),
-            f"adapt_s{seed}": train(f"adapt_s{seed}", "--data", str(synth), "--domain-data", str(unlabeled),
-                                    "--domain-weight", str(a.domain_weight), *common, *s),
-        }  # fmt: skip
+            f"adapt_s{seed}": train(
+                f"adapt_s{seed}",
+                "--data",
+                str(synth),
+                "--domain-data",
+                str(unlabeled),
+                "--domain-weight",
+                str(a.domain_weight),
+                *common,
+                *s,
+            ),
+        }
         for name, ck in runs.items():
             evals[name] = {"real_test": evaluate(ck, real, "test"), "synth": evaluate(ck, synth_val)}
             save()

@@ -66,16 +66,27 @@ def load_all(root, split=None):
 
 def run_cli(*args, check=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "depth_defocus_ros", "bag2dataset", *map(str, args)],
-                       capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "depth_defocus_ros", "bag2dataset", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     if check is not None:
         assert r.returncode == check, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
 
-@pytest.mark.parametrize("storage,depth_enc,rgb_enc", [
-    ("mcap", "16UC1", "rgb8"), ("sqlite3", "32FC1", "bgr8"), ("ros1", "16UC1", "rgb8"), ("mcap", "16UC1", "png"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "storage,depth_enc,rgb_enc",
+    [
+        ("mcap", "16UC1", "rgb8"),
+        ("sqlite3", "32FC1", "bgr8"),
+        ("ros1", "16UC1", "rgb8"),
+        ("mcap", "16UC1", "png"),
+    ],
+)
 def test_round_trip_bag_dataset_loader(tmp_path, frames, storage, depth_enc, rgb_enc):
     bag = tmp_path / ("rec.bag" if storage == "ros1" else "rec")
     gt = write_synthetic_bag(bag, frames, storage=storage, depth_encoding=depth_enc, rgb_encoding=rgb_enc)
@@ -141,22 +152,34 @@ def test_depth_size_registration_and_lens_checks(tmp_path, frames):
     # another aspect ratio, another frame_id, no lens: refused, naming the bag and the problem
     write_synthetic_bag(tmp_path / "aspect", frames, depth_size=(64, 64))
     write_synthetic_bag(tmp_path / "unreg", frames, depth_frame_id="camera_depth_optical_frame")
-    for bag, o, msg in [("aspect", opts(tmp_path / "x1"), "mismatched sizes"),
-                        ("unreg", opts(tmp_path / "x2"), "not registered to the RGB frames"),
-                        ("half", opts(tmp_path / "x3", focal_length_mm=None), "no lens settings")]:  # fmt: skip
+    for bag, o, msg in [
+        ("aspect", opts(tmp_path / "x1"), "mismatched sizes"),
+        ("unreg", opts(tmp_path / "x2"), "not registered to the RGB frames"),
+        ("half", opts(tmp_path / "x3", focal_length_mm=None), "no lens settings"),
+    ]:
         status, man = convert_bags([tmp_path / bag], o)
         assert status == 2 and man["bags"][0]["error"].startswith(bag + ": ") and msg in man["bags"][0]["error"]
     status, _ = convert_bags([tmp_path / "unreg"], opts(tmp_path / "x4", assume_registered=True))
     assert status == 0
     # lens from a YAML file with a per-bag entry, and from lens.yaml inside the bag
-    (tmp_path / "lens.yaml").write_text("focal_length_mm: 50\nf_number: 4\nfocus_distance_m: 2\n"
-                                        "bags:\n  half: {focus_distance_m: 3.5}\n")  # fmt: skip
-    status, man = convert_bags([tmp_path / "half"], opts(tmp_path / "y", focal_length_mm=None, f_number=None,
-                                                         focus_distance_m=None, lens_file=str(tmp_path / "lens.yaml")))
+    (tmp_path / "lens.yaml").write_text(
+        "focal_length_mm: 50\nf_number: 4\nfocus_distance_m: 2\nbags:\n  half: {focus_distance_m: 3.5}\n"
+    )
+    status, man = convert_bags(
+        [tmp_path / "half"],
+        opts(
+            tmp_path / "y",
+            focal_length_mm=None,
+            f_number=None,
+            focus_distance_m=None,
+            lens_file=str(tmp_path / "lens.yaml"),
+        ),
+    )
     assert status == 0 and man["bags"][0]["lens"] == {"focal_length_m": 0.05, "f_number": 4.0, "focus_distance_m": 3.5}
     (tmp_path / "half" / "lens.yaml").write_text("focal_length_mm: 25\nf_number: 1.4\nfocus_distance_m: 0.8\n")
-    status, man = convert_bags([tmp_path / "half"], opts(tmp_path / "z", focal_length_mm=None, f_number=None,
-                                                         focus_distance_m=None))  # fmt: skip
+    status, man = convert_bags(
+        [tmp_path / "half"], opts(tmp_path / "z", focal_length_mm=None, f_number=None, focus_distance_m=None)
+    )
     assert status == 0 and np.allclose(load_all(tmp_path / "z")["lens"][0], [0.025, 1.4, 0.8])
 
 
@@ -179,31 +202,59 @@ def _hdr(ts, t, frame="cam"):
 
 
 def _img(enc, h=4, w=6, bpp=3):
-    return lambda ts, t=0: ts.types["sensor_msgs/msg/Image"](header=_hdr(ts, t), height=h, width=w, encoding=enc,
-                                                            is_bigendian=0, step=w * bpp,
-                                                            data=np.zeros(h * w * bpp, np.uint8))  # fmt: skip
+    return lambda ts, t=0: ts.types["sensor_msgs/msg/Image"](
+        header=_hdr(ts, t),
+        height=h,
+        width=w,
+        encoding=enc,
+        is_bigendian=0,
+        step=w * bpp,
+        data=np.zeros(h * w * bpp, np.uint8),
+    )
 
 
 def test_topic_detection_and_bad_encodings(tmp_path):
     comp_depth = lambda ts: ts.types["sensor_msgs/msg/CompressedImage"](  # noqa: E731
-        header=_hdr(ts, 0), format="16UC1; compressedDepth png", data=np.zeros(20, np.uint8))
+        header=_hdr(ts, 0), format="16UC1; compressedDepth png", data=np.zeros(20, np.uint8)
+    )
     cases = {
-        "two_rgb": ([("/a/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
-                     ("/b/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))])], "several RGB image topics"),
+        "two_rgb": (
+            [
+                ("/a/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
+                ("/b/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
+            ],
+            "several RGB image topics",
+        ),
         "no_depth": ([("/cam/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))])], "no depth topic found"),
-        "comp_depth": ([("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
-                        ("/cam/depth/image_raw/compressedDepth", "sensor_msgs/msg/CompressedImage",
-                         [(1, comp_depth)])], "compressedDepth"),
-        "bad_enc": ([("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("bayer_grbg8", bpp=1))]),
-                     ("/cam/depth/image_raw", "sensor_msgs/msg/Image", [(1, _img("16UC1", bpp=2))])],
-                    "unsupported image encoding 'bayer_grbg8'"),
-        "bad_depth_enc": ([("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
-                           ("/cam/depth/image_raw", "sensor_msgs/msg/Image", [(1, _img("8UC1", bpp=1))])],
-                          "unknown depth encoding '8UC1'"),
-        "no_info": ([("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
-                     ("/cam/depth/image_raw", "sensor_msgs/msg/Image", [(1, _img("16UC1", bpp=2))])],
-                    "no CameraInfo topic"),
-    }  # fmt: skip
+        "comp_depth": (
+            [
+                ("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
+                ("/cam/depth/image_raw/compressedDepth", "sensor_msgs/msg/CompressedImage", [(1, comp_depth)]),
+            ],
+            "compressedDepth",
+        ),
+        "bad_enc": (
+            [
+                ("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("bayer_grbg8", bpp=1))]),
+                ("/cam/depth/image_raw", "sensor_msgs/msg/Image", [(1, _img("16UC1", bpp=2))]),
+            ],
+            "unsupported image encoding 'bayer_grbg8'",
+        ),
+        "bad_depth_enc": (
+            [
+                ("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
+                ("/cam/depth/image_raw", "sensor_msgs/msg/Image", [(1, _img("8UC1", bpp=1))]),
+            ],
+            "unknown depth encoding '8UC1'",
+        ),
+        "no_info": (
+            [
+                ("/cam/color/image_raw", "sensor_msgs/msg/Image", [(1, _img("rgb8"))]),
+                ("/cam/depth/image_raw", "sensor_msgs/msg/Image", [(1, _img("16UC1", bpp=2))]),
+            ],
+            "no CameraInfo topic",
+        ),
+    }
     for name, (topics, msg) in cases.items():
         _custom_bag(tmp_path / name, topics)
         status, man = convert_bags([tmp_path / name], opts(tmp_path / f"ds_{name}"))
@@ -282,9 +333,10 @@ def test_time_block_splits_keep_test_away_from_train(tmp_path, frames):
 def test_split_by_bag_and_subsampling(tmp_path, frames):
     for i in range(3):
         write_synthetic_bag(tmp_path / f"r{i}", frames)
-    status, man = convert_bags([tmp_path / f"r{i}" for i in range(3)],
-                               opts(tmp_path / "ds", split_by="bag", bag_split={"r2": "test"},
-                                    split_ratio=(1, 1, 0), every=2))  # fmt: skip
+    status, man = convert_bags(
+        [tmp_path / f"r{i}" for i in range(3)],
+        opts(tmp_path / "ds", split_by="bag", bag_split={"r2": "test"}, split_ratio=(1, 1, 0), every=2),
+    )
     assert status == 0
     by_bag = {b["name"]: b["splits"] for b in man["bags"]}
     assert by_bag["r2"] == {"test": 4} and {tuple(by_bag[n]) for n in ("r0", "r1")} == {("train",), ("val",)}
@@ -354,8 +406,26 @@ def test_parallel_conversion_with_progress_equals_serial(tmp_path, frames):
         bags.append(tmp_path / (f"p{i}.bag" if storage == "ros1" else f"p{i}"))
         write_synthetic_bag(bags[-1], tile(frames, 16), storage=storage)
     assert convert_bags(bags, opts(tmp_path / "serial", split_by="time", block_s=0.4))[0] == 0
-    r = run_cli(*bags, "--out", tmp_path / "par", "--workers", "2", "--split-by", "time", "--block-s", "0.4",
-                "--shard-size", "3", "--focal-length-mm", "35", "--f-number", "2", "--focus-distance", "1", check=0)
+    r = run_cli(
+        *bags,
+        "--out",
+        tmp_path / "par",
+        "--workers",
+        "2",
+        "--split-by",
+        "time",
+        "--block-s",
+        "0.4",
+        "--shard-size",
+        "3",
+        "--focal-length-mm",
+        "35",
+        "--f-number",
+        "2",
+        "--focus-distance",
+        "1",
+        check=0,
+    )
     assert "frames/s" in r.stdout and "convert" in r.stderr  # report and progress bar
     _same_dataset(tmp_path / "serial", tmp_path / "par")
     status, man = convert_bags(bags, opts(tmp_path / "par", split_by="time", block_s=0.4))
@@ -367,8 +437,15 @@ def test_render_mode_from_all_in_focus_frames(tmp_path, frames):
     from depth_defocus_ros.render import linear_to_srgb, render_defocus, srgb_to_linear
 
     gt = write_synthetic_bag(tmp_path / "aif", frames, image="aif", depth_encoding="32FC1", invalid_fraction=0.0)
-    o = opts(tmp_path / "ds", mode="render", renders=2, focal_length_mm=50.0, f_number=None, focus_distance_m=None,
-             f_number_range=(1.4, 2.8))  # fmt: skip
+    o = opts(
+        tmp_path / "ds",
+        mode="render",
+        renders=2,
+        focal_length_mm=50.0,
+        f_number=None,
+        focus_distance_m=None,
+        f_number_range=(1.4, 2.8),
+    )
     status, man = convert_bags([tmp_path / "aif"], o)
     assert status == 0 and man["samples"] == 16 and man["lens"]["renders_per_frame"] == 2
     raw = load_all(tmp_path / "ds")

@@ -48,20 +48,35 @@ def test_syntax_standard_launch_api_and_arguments():
     tree = _tree()
     assert "generate_launch_description" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    for need in [("launch", "LaunchDescription"), ("launch.actions", "DeclareLaunchArgument"),
-                 ("launch.actions", "ExecuteProcess"), ("launch.actions", "OpaqueFunction"),
-                 ("launch.substitutions", "LaunchConfiguration"), ("depth_defocus_ros.bags.record", "record_command"),
-                 ("depth_defocus_ros.bags.record", "write_lens_file")]:  # fmt: skip
+    for need in [
+        ("launch", "LaunchDescription"),
+        ("launch.actions", "DeclareLaunchArgument"),
+        ("launch.actions", "ExecuteProcess"),
+        ("launch.actions", "OpaqueFunction"),
+        ("launch.substitutions", "LaunchConfiguration"),
+        ("depth_defocus_ros.bags.record", "record_command"),
+        ("depth_defocus_ros.bags.record", "write_lens_file"),
+    ]:
         assert need in imports, need
     declared = _declared(tree)
-    assert {"output", "extra_topics", "compressed_rgb", "max_bag_duration", "storage_preset", *DEFAULT_TOPICS,
-            *LENS_ARGUMENTS} == set(declared)  # fmt: skip
+    assert {
+        "output",
+        "extra_topics",
+        "compressed_rgb",
+        "max_bag_duration",
+        "storage_preset",
+        *DEFAULT_TOPICS,
+        *LENS_ARGUMENTS,
+    } == set(declared)
     for name in DEFAULT_TOPICS:
         assert declared[name] == f"DEFAULT_TOPICS[{name!r}]"
     # every declared argument is read in launch_setup (arg("name") or the LENS_ARGUMENTS loop)
-    used = {ast.literal_eval(n.args[0]) for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "arg" and isinstance(n.args[0], ast.Constant)}
-    assert set(declared) - set(LENS_ARGUMENTS) <= used  # fmt: skip
+    used = {
+        ast.literal_eval(n.args[0])
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "arg" and isinstance(n.args[0], ast.Constant)
+    }
+    assert set(declared) - set(LENS_ARGUMENTS) <= used
     assert "record.launch.py" in (ROOT / "docs" / "recording.md").read_text()
 
 
@@ -72,8 +87,12 @@ def test_record_command_topics_and_lens_file_are_what_bag2dataset_reads(tmp_path
     assert cmd == ["ros2", "bag", "record", "-s", "mcap", "-o", str(out), *topics]
     assert topics[3:] == ["/tf", "/tf_static"]
     # bag2dataset auto-detects exactly these topics in such a bag
-    types_ = {topics[0]: "sensor_msgs/msg/Image", topics[1]: "sensor_msgs/msg/CameraInfo",
-              topics[2]: "sensor_msgs/msg/Image", "/tf": "tf2_msgs/msg/TFMessage"}  # fmt: skip
+    types_ = {
+        topics[0]: "sensor_msgs/msg/Image",
+        topics[1]: "sensor_msgs/msg/CameraInfo",
+        topics[2]: "sensor_msgs/msg/Image",
+        "/tf": "tf2_msgs/msg/TFMessage",
+    }
     assert select_topics(types_, "bag") == (topics[0], topics[2], topics[1])  # (rgb, depth, camera_info)
     # the lens file, as launch arguments (strings) give it, is read back by bag2dataset
     path = write_lens_file(str(out), {"focal_length_mm": "35", "f_number": "1.8", "focus_distance_m": "1.2"})

@@ -24,26 +24,90 @@ def test_bags_to_dataset_to_finetune_to_eval(tmp_path, capsys):
     write_synthetic_bag(tmp_path / "run1", tiled, storage="mcap")
     write_synthetic_bag(tmp_path / "run2", tiled, storage="sqlite3", depth_encoding="32FC1")
     ds = tmp_path / "ds"
-    r = cli("bag2dataset", tmp_path / "run1", tmp_path / "run2", "--out", ds, "--focal-length-mm", "35",
-            "--f-number", "2", "--focus-distance", "1", "--block-s", "0.5", "--guard-s", "0.1", "--shard-size", "4",
-            "--workers", "0", "--quiet")  # fmt: skip
+    r = cli(
+        "bag2dataset",
+        tmp_path / "run1",
+        tmp_path / "run2",
+        "--out",
+        ds,
+        "--focal-length-mm",
+        "35",
+        "--f-number",
+        "2",
+        "--focus-distance",
+        "1",
+        "--block-s",
+        "0.5",
+        "--guard-s",
+        "0.1",
+        "--shard-size",
+        "4",
+        "--workers",
+        "0",
+        "--quiet",
+    )
     man = json.loads((ds / "manifest.json").read_text())
     assert set(man["splits"]) == {"train", "val", "test"} and "frames/s" in r.out
     init = make_tiny_checkpoint(tmp_path / "tiny.pt", long_side=96)
     common = ["--steps", "2", "--val-every", "2", "--batch-size", "2", "--log-every", "1", "--crop", "32x32"]
     # fine-tune on the real training split, validating on its val split
-    cli("train", "--out", tmp_path / "ft", "--data", ds, "--split", "train", "--init", init,
-        "--val-data", ds, "--val-split", "val", *common)  # fmt: skip
+    cli(
+        "train",
+        "--out",
+        tmp_path / "ft",
+        "--data",
+        ds,
+        "--split",
+        "train",
+        "--init",
+        init,
+        "--val-data",
+        ds,
+        "--val-split",
+        "val",
+        *common,
+    )
     ck = load_checkpoint(tmp_path / "ft" / "best.pt")
     tiny = load_checkpoint(init)
     assert ck["model_config"] == tiny["model_config"] and ck["process_long_side"] == 96  # the --init network
     assert ck["train_args"]["channels"] == "8,8,16,16,16"
     # mixed with the synthetic stream
-    cli("train", "--out", tmp_path / "mix", "--data", ds, "--data", "synthetic", "--split", "train", "--init",
-        tmp_path / "ft" / "best.pt", "--height", "64", "--width", "64", "--val-scenes", "2", *common)  # fmt: skip
+    cli(
+        "train",
+        "--out",
+        tmp_path / "mix",
+        "--data",
+        ds,
+        "--data",
+        "synthetic",
+        "--split",
+        "train",
+        "--init",
+        tmp_path / "ft" / "best.pt",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--val-scenes",
+        "2",
+        *common,
+    )
     # eval on the test split
-    r = cli("eval", "--model", tmp_path / "mix" / "best.pt", "--data", ds, "--split", "test", "--out",
-            tmp_path / "eval.json", "--device", "cpu", "--max-relative-error", "1e9")  # all published  # fmt: skip
+    r = cli(
+        "eval",
+        "--model",
+        tmp_path / "mix" / "best.pt",
+        "--data",
+        ds,
+        "--split",
+        "test",
+        "--out",
+        tmp_path / "eval.json",
+        "--device",
+        "cpu",
+        "--max-relative-error",
+        "1e9",
+    )  # all published
     res = json.loads((tmp_path / "eval.json").read_text())["sets"][str(ds)]
     assert res["images"] == man["split_samples"]["test"] and "side_acc" in res["overall"] and "AbsRel" in r.out
     shares = [v["share"] for v in res["side_by_confidence"].values()]  # the side's reliability table

@@ -13,8 +13,9 @@ LENS_ARGS = ["--focus-distance", "1.2", "--f-number", "1.8", "--focal-length-mm"
 
 
 def run(args, cwd):
-    return subprocess.run([sys.executable, "-m", "depth_defocus_ros", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "depth_defocus_ros", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,21 @@ def test_batch_goes_on_past_bad_inputs(files, tmp_path):
     """Grey, 16-bit and RGBA files are decoded as the node decodes such frames (one decoder); the
     unreadable ones are reported on one line each and the batch goes on."""
     names = ["good.png", "gray.png", "deep.png", "rgba.png", "empty.png", "junk.jpg", "missing.png"]
-    r = run(["predict", *[str(files / n) for n in names], *LENS_ARGS, "--fx", "70",
-             "--model", str(files / "tiny.pt"), "--out", str(tmp_path), "--uncertainty"], files)
+    r = run(
+        [
+            "predict",
+            *[str(files / n) for n in names],
+            *LENS_ARGS,
+            "--fx",
+            "70",
+            "--model",
+            str(files / "tiny.pt"),
+            "--out",
+            str(tmp_path),
+            "--uncertainty",
+        ],
+        files,
+    )
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     errs = [line for line in r.stderr.splitlines() if line.startswith("error:")]
@@ -63,14 +77,29 @@ def test_files_are_read_through_the_one_decoder(files):
     np.testing.assert_array_equal(read_rgb_image(files / "gray.png"), np.repeat(good[:, :, 2:3], 3, axis=2))
 
 
-@pytest.mark.parametrize("lens, word", [
-    (["--focus-distance", "nan", "--f-number", "1.8", "--focal-length-mm", "35"], "focus distance"),
-    (["--focus-distance", "1.2", "--f-number", "-2", "--focal-length-mm", "35"], "f-number"),
-    (["--focus-distance", "0.03", "--f-number", "2", "--focal-length-mm", "35"], "greater than the focal"),
-])
+@pytest.mark.parametrize(
+    "lens, word",
+    [
+        (["--focus-distance", "nan", "--f-number", "1.8", "--focal-length-mm", "35"], "focus distance"),
+        (["--focus-distance", "1.2", "--f-number", "-2", "--focal-length-mm", "35"], "f-number"),
+        (["--focus-distance", "0.03", "--f-number", "2", "--focal-length-mm", "35"], "greater than the focal"),
+    ],
+)
 def test_bad_lens_values(files, tmp_path, lens, word):
-    r = run(["predict", str(files / "good.png"), *lens, "--fx", "70", "--model", str(files / "tiny.pt"),
-             "--out", str(tmp_path)], files)
+    r = run(
+        [
+            "predict",
+            str(files / "good.png"),
+            *lens,
+            "--fx",
+            "70",
+            "--model",
+            str(files / "tiny.pt"),
+            "--out",
+            str(tmp_path),
+        ],
+        files,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert word in r.stderr and len(r.stderr.strip().splitlines()) <= 2
 
@@ -81,8 +110,20 @@ def test_bad_checkpoints(files, tmp_path):
     np.save(tmp_path / "foreign.npy", np.zeros(3))
     cases = {"missing.pt": "not found", "trunc.pt": "cannot read checkpoint", "foreign.npy": "cannot read"}
     for name, word in cases.items():
-        r = run(["predict", str(files / "good.png"), *LENS_ARGS, "--fx", "70",
-                 "--model", str(tmp_path / name), "--out", str(tmp_path / "o")], files)
+        r = run(
+            [
+                "predict",
+                str(files / "good.png"),
+                *LENS_ARGS,
+                "--fx",
+                "70",
+                "--model",
+                str(tmp_path / name),
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            files,
+        )
         assert r.returncode == 2, name
         assert "Traceback" not in r.stderr and word in r.stderr, (name, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr

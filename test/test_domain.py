@@ -85,18 +85,49 @@ def unlabeled(tmp_path_factory):
     """Unlabelled 'real' frames: a bag without depth converted with --mode unlabeled."""
     tmp = tmp_path_factory.mktemp("unlabeled")
     write_synthetic_bag(tmp / "bag", n=6, seed=5, with_depth=False, rgb_encoding="jpeg")
-    status, _ = convert_bags([tmp / "bag"], ConvertOptions(out=str(tmp / "ds"), mode="unlabeled", workers=0,
-                                                           progress=False, split_by="none", focal_length_mm=35,
-                                                           f_number=2.0, focus_distance_m=1.0))  # fmt: skip
+    status, _ = convert_bags(
+        [tmp / "bag"],
+        ConvertOptions(
+            out=str(tmp / "ds"),
+            mode="unlabeled",
+            workers=0,
+            progress=False,
+            split_by="none",
+            focal_length_mm=35,
+            f_number=2.0,
+            focus_distance_m=1.0,
+        ),
+    )
     assert status == 0
     return tmp / "ds"
 
 
 def test_train_with_domain_adaptation_runs_and_resumes(tmp_path, unlabeled, capsys):
-    args = ["train", "--out", str(tmp_path / "run"),
-            "--process-long-side", "64", "--channels", "8,8,16,16,16", "--decoder-channels", "16,8,8,8",
-            "--height", "64", "--width", "64", "--batch-size", "2", "--val-scenes", "2", "--log-every", "1",
-            "--domain-data", str(unlabeled), "--domain-weight", "0.5"]  # fmt: skip
+    args = [
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--process-long-side",
+        "64",
+        "--channels",
+        "8,8,16,16,16",
+        "--decoder-channels",
+        "16,8,8,8",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--batch-size",
+        "2",
+        "--val-scenes",
+        "2",
+        "--log-every",
+        "1",
+        "--domain-data",
+        str(unlabeled),
+        "--domain-weight",
+        "0.5",
+    ]
     assert main(args + ["--steps", "2", "--val-every", "2"]) == 0  # in this process: no second torch start-up
     recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [x for x in recs if x["kind"] == "train"]

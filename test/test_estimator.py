@@ -70,23 +70,29 @@ def test_focus_side_and_threshold(est):
     assert unc.shape == depth.shape
 
 
-@pytest.mark.parametrize("bad, word", [
-    (np.zeros((48, 64), np.uint8), "HxWx3"),
-    (np.zeros((48, 64, 4), np.uint8), "HxWx3"),
-    (np.zeros((48, 64, 3), np.uint16), "uint8"),
-    (np.zeros((0, 64, 3), np.uint8), "too small"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        (np.zeros((48, 64), np.uint8), "HxWx3"),
+        (np.zeros((48, 64, 4), np.uint8), "HxWx3"),
+        (np.zeros((48, 64, 3), np.uint16), "uint8"),
+        (np.zeros((0, 64, 3), np.uint8), "too small"),
+    ],
+)
 def test_bad_images(est, bad, word):
     with pytest.raises(InputError, match=word):
         est.predict(bad, LENS, fx=50.0)
 
 
-@pytest.mark.parametrize("lens, fx, word", [
-    ({"focal_length_m": 0.035, "f_number": float("nan"), "focus_distance_m": 1.0}, 50.0, "f-number"),
-    ({"focal_length_m": 0.035, "f_number": 2.0, "focus_distance_m": 0.02}, 50.0, "greater than"),
-    (LENS, -3.0, "fx"),
-    (LENS, float("nan"), "fx"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "lens, fx, word",
+    [
+        ({"focal_length_m": 0.035, "f_number": float("nan"), "focus_distance_m": 1.0}, 50.0, "f-number"),
+        ({"focal_length_m": 0.035, "f_number": 2.0, "focus_distance_m": 0.02}, 50.0, "greater than"),
+        (LENS, -3.0, "fx"),
+        (LENS, float("nan"), "fx"),
+    ],
+)
 def test_bad_lens(est, lens, fx, word):
     with pytest.raises(LensError, match=word):
         est.predict(_image(64, 48), lens, fx=fx)

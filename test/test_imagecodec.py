@@ -77,7 +77,13 @@ def test_every_encoding_through_the_node_and_the_converter(enc):
     t = ts.types
     bag_msg = t["sensor_msgs/msg/Image"](
         header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="cam"),
-        height=h, width=w, encoding=enc, is_bigendian=0, step=step, data=rows.reshape(-1).copy())  # fmt: skip
+        height=h,
+        width=w,
+        encoding=enc,
+        is_bigendian=0,
+        step=step,
+        data=rows.reshape(-1).copy(),
+    )
     bag_out = decode_rgb(bag_msg, "sensor_msgs/msg/Image")
     _check(node_out, expected)
     np.testing.assert_array_equal(node_out, bag_out)
@@ -89,8 +95,15 @@ def test_big_endian_16_bit():
     np.testing.assert_array_equal(out, RGB)
 
 
-@pytest.mark.parametrize("enc, kind", [("bayer_rggb8", "unsupported_encoding"), ("32FC1", "unsupported_encoding"),
-                                       ("16UC1", "unsupported_encoding"), ("", "unsupported_encoding")])  # fmt: skip
+@pytest.mark.parametrize(
+    "enc, kind",
+    [
+        ("bayer_rggb8", "unsupported_encoding"),
+        ("32FC1", "unsupported_encoding"),
+        ("16UC1", "unsupported_encoding"),
+        ("", "unsupported_encoding"),
+    ],
+)
 def test_unsupported_encodings_are_named(enc, kind):
     with pytest.raises(DecodeError) as e:
         decode_image(enc, 16, 12, 64, False, bytes(64 * 12))
@@ -98,8 +111,10 @@ def test_unsupported_encodings_are_named(enc, kind):
     if enc.upper() in ("32FC1", "16UC1"):
         assert "depth encoding" in str(e.value)
     with pytest.raises(FrameError, match="unsupported image encoding"):
-        decode_rgb(type("M", (), dict(encoding=enc, width=16, height=12, step=64, is_bigendian=0,
-                                      data=bytes(64 * 12)))(), "sensor_msgs/msg/Image")  # fmt: skip
+        decode_rgb(
+            type("M", (), dict(encoding=enc, width=16, height=12, step=64, is_bigendian=0, data=bytes(64 * 12)))(),
+            "sensor_msgs/msg/Image",
+        )
 
 
 def test_sizes_and_lengths():

@@ -24,8 +24,9 @@ def test_hand_computed_errors_and_side():
     acc = MetricAccumulator()
     gt = _maps([1.0, 4.0])
     pred = _maps([1.5, 2.0])  # second sits at the focus distance: wrong side
-    acc.update(pred, _maps([2.0, 2.0]), gt, _maps([3.0, 2.5]), torch.tensor([2.0]),
-               torch.ones_like(gt, dtype=torch.bool))
+    acc.update(
+        pred, _maps([2.0, 2.0]), gt, _maps([3.0, 2.5]), torch.tensor([2.0]), torch.ones_like(gt, dtype=torch.bool)
+    )
     o = acc.result()["overall"]
     assert o["abs_rel"] == pytest.approx((0.5 / 1 + 2 / 4) / 2)
     assert o["rmse"] == pytest.approx(((0.25 + 4) / 2) ** 0.5)

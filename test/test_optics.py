@@ -60,13 +60,16 @@ def test_resizing_scales_fx_and_coc_alike():
     assert resize_coc(c, 0.5) == pytest.approx(3.205128, rel=1e-6)
 
 
-@pytest.mark.parametrize("args, word", [
-    ((0.05, float("nan"), 2.0), "f-number"),
-    ((-0.05, 2.0, 2.0), "focal length"),
-    ((0.05, 2.0, 0.04), "greater than the focal length"),
-    ((0.05, 2.0, 0.05), "greater than the focal length"),
-    ((0.05, 0.0, 2.0), "f-number"),
-])
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        ((0.05, float("nan"), 2.0), "f-number"),
+        ((-0.05, 2.0, 2.0), "focal length"),
+        ((0.05, 2.0, 0.04), "greater than the focal length"),
+        ((0.05, 2.0, 0.05), "greater than the focal length"),
+        ((0.05, 0.0, 2.0), "f-number"),
+    ],
+)
 def test_invalid_lens_rejected(args, word):
     with pytest.raises(LensError, match=word):
         Lens(*args)

@@ -48,8 +48,9 @@ def test_render_case_truth_follows_the_optics():
     h, w = r["depth"].shape
     assert r["image"].shape == (h, w, 3) and w == HALF_WIDTH
     ok = np.isfinite(r["depth"])
-    np.testing.assert_allclose(r["coc"][ok], coc_px(r["depth"][ok].astype(np.float64), case.lens, float(r["fx"])),
-                               rtol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        r["coc"][ok], coc_px(r["depth"][ok].astype(np.float64), case.lens, float(r["fx"])), rtol=1e-4
+    )
     assert float(r["fx"]) == pytest.approx(994.978 * HALF_WIDTH / FULL_WIDTH)
 
 
@@ -75,9 +76,26 @@ def test_evaluate_and_report_on_a_few_cases(tmp_path):
 @pytest.mark.slow
 def test_eval_real_motorcycle_cli(tmp_path):
     plot = tmp_path / "sparsification.png"
-    r = subprocess.run([sys.executable, "-m", "depth_defocus_ros", "eval", "--real", "motorcycle", "--cache",
-                        str(tmp_path), "--plot", str(plot), "--out", str(tmp_path / "real.json")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "depth_defocus_ros",
+            "eval",
+            "--real",
+            "motorcycle",
+            "--cache",
+            str(tmp_path),
+            "--plot",
+            str(plot),
+            "--out",
+            str(tmp_path / "real.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
     assert lines[-1].startswith("motorcycle: coc_mae=") and plot.is_file()

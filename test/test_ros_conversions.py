@@ -42,8 +42,12 @@ def raw_image(data: bytes, w: int, h: int, step: int, enc: str, big=False) -> Im
 
 @pytest.mark.parametrize("enc", ["rgb8", "bgr8", "rgba8", "bgra8"])
 def test_colour_encodings_with_row_padding(enc):
-    px = {"rgb8": RGB, "bgr8": RGB[..., ::-1], "rgba8": np.dstack([RGB, np.full(RGB.shape[:2], 7, np.uint8)]),
-          "bgra8": np.dstack([RGB[..., ::-1], np.full(RGB.shape[:2], 7, np.uint8)])}[enc]  # fmt: skip
+    px = {
+        "rgb8": RGB,
+        "bgr8": RGB[..., ::-1],
+        "rgba8": np.dstack([RGB, np.full(RGB.shape[:2], 7, np.uint8)]),
+        "bgra8": np.dstack([RGB[..., ::-1], np.full(RGB.shape[:2], 7, np.uint8)]),
+    }[enc]
     h, w, c = px.shape
     step = w * c + 5  # drivers may pad rows
     buf = np.zeros((h, step), np.uint8)

@@ -18,8 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "depth_defocus.launch.py"
 RVIZ = ROOT / "config" / "depth_defocus.rviz"
 INPUTS = {"image", "image/compressed", "camera_info"}
-OUTPUTS = {"depth/image", "depth/camera_info", "defocus/image", "depth/uncertainty", "depth/preview",
-           "defocus/preview", "points"}  # fmt: skip
+OUTPUTS = {
+    "depth/image",
+    "depth/camera_info",
+    "defocus/image",
+    "depth/uncertainty",
+    "depth/preview",
+    "defocus/preview",
+    "points",
+}
 
 
 def test_params_yaml_has_every_parameter_at_its_default():
@@ -30,8 +37,18 @@ def test_params_yaml_has_every_parameter_at_its_default():
     for p in PARAMS:
         assert type(values[p.name]) is type(p.default) and values[p.name] == p.default, p.name
     config_from_values(values)  # and they are valid together
-    for fixed in ("model_path", "device", "image_transport", "focus_distance_m", "f_number", "focal_length_mm", "fx",
-                  "min_depth_m", "max_depth_m", "publish_points"):  # fmt: skip
+    for fixed in (
+        "model_path",
+        "device",
+        "image_transport",
+        "focus_distance_m",
+        "f_number",
+        "focal_length_mm",
+        "fx",
+        "min_depth_m",
+        "max_depth_m",
+        "publish_points",
+    ):
         assert fixed in values  # names fixed by DESIGN.md
 
 
@@ -57,8 +74,12 @@ def test_launch_file_arguments_remaps_and_parameters_are_real():
     funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in funcs
     imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    for mod, name in (("launch", "LaunchDescription"), ("launch.actions", "DeclareLaunchArgument"),
-                      ("launch.substitutions", "LaunchConfiguration"), ("launch_ros.actions", "Node")):  # fmt: skip
+    for mod, name in (
+        ("launch", "LaunchDescription"),
+        ("launch.actions", "DeclareLaunchArgument"),
+        ("launch.substitutions", "LaunchConfiguration"),
+        ("launch_ros.actions", "Node"),
+    ):
         assert (mod, name) in imports
 
     declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
@@ -67,8 +88,13 @@ def test_launch_file_arguments_remaps_and_parameters_are_real():
     used |= set(re.findall(r'arg\("(\w+)"\)', src))
     assert used <= declared, used - declared  # no typo'd argument names
 
-    consts = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-              for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
+    consts = {
+        t.id: ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
     assert set(consts["PARAMETER_ARGUMENTS"]) <= set(PARAM_NAMES) and set(consts["PARAMETER_ARGUMENTS"]) <= declared
 
     nodes = {ast.literal_eval(_kw(c, "executable")): c for c in _calls(tree, "Node")}
@@ -77,8 +103,9 @@ def test_launch_file_arguments_remaps_and_parameters_are_real():
     assert _kw(dn, "package").id == "PACKAGE" and consts["PACKAGE"] == "depth_defocus_ros"
     assert "depth_defocus_node = depth_defocus_ros.ros.node:main" in (ROOT / "setup.py").read_text()
     assert getattr(_kw(dn, "remappings"), "id", None) == "remappings"
-    remaps = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "")
-                  == "remappings")  # fmt: skip
+    remaps = next(
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "remappings"
+    )
     remap_from = {ast.literal_eval(e.elts[0]) for e in remaps.elts}
     assert remap_from == INPUTS  # every input topic can be remapped, and only real ones
     assert _kw(dn, "namespace") is not None and _kw(dn, "parameters") is not None
@@ -120,15 +147,17 @@ def test_rviz_config_follows_namespace_and_camera_remap():
     assert topics["Point cloud"] == "/front/points" and topics["Depth"] == "/front/depth/preview"
     assert doc["Visualization Manager"]["Global Options"]["Fixed Frame"] == "cam"
     # relative camera topic: resolved in the node's namespace, like the launch file's remapping
-    assert rviz_topics(yaml.safe_load(rviz_config_text(RVIZ.read_text(), "front", "cam/image")))[
-        "Camera image"] == "/front/cam/image"
+    assert (
+        rviz_topics(yaml.safe_load(rviz_config_text(RVIZ.read_text(), "front", "cam/image")))["Camera image"]
+        == "/front/cam/image"
+    )
 
 
 def test_node_doc_lists_every_parameter_and_topic():
     doc = (ROOT / "docs" / "ros_node.md").read_text()
     for heading in ("## Subscribed topics", "## Published topics", "## Parameters"):
         assert heading in doc
-    params = doc[doc.index("## Parameters"):doc.index("## Behaviour")]
+    params = doc[doc.index("## Parameters") : doc.index("## Behaviour")]
     for p in PARAMS:
         assert f"| `{p.name}` |" in params, p.name
     for t in INPUTS | OUTPUTS:

@@ -59,8 +59,13 @@ def main(ros):
     """The node as configured by config/depth_defocus.yaml (tiny checkpoint), and a camera."""
     h, ckpt = ros
     # every depth published (front of the focus plane, any error): the checks below need finite depth
-    node = h.add(DepthDefocusNode(namespace="/t", context=h.context,
-                                  parameter_overrides=overrides(ckpt, focus_side="front", max_relative_error=1000.0)))
+    node = h.add(
+        DepthDefocusNode(
+            namespace="/t",
+            context=h.context,
+            parameter_overrides=overrides(ckpt, focus_side="front", max_relative_error=1000.0),
+        )
+    )
     cam = h.camera("/t")
     assert cam.wait_connected(topics=tuple(OUTPUT_TOPICS)), "DDS discovery between camera and node failed"
     return node, cam
@@ -84,8 +89,12 @@ def test_every_output_arrives_with_type_encoding_size_stamp_frame_id(main):
         assert isinstance(msg, OUTPUT_TOPICS[topic]), topic
         assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp, topic
         assert msg.header.frame_id == "cam", topic
-    for topic, enc, bpp in (("depth/image", "32FC1", 4), ("defocus/image", "32FC1", 4),
-                            ("depth/preview", "bgr8", 3), ("defocus/preview", "bgr8", 3)):  # fmt: skip
+    for topic, enc, bpp in (
+        ("depth/image", "32FC1", 4),
+        ("defocus/image", "32FC1", 4),
+        ("depth/preview", "bgr8", 3),
+        ("defocus/preview", "bgr8", 3),
+    ):
         m = out[topic]
         assert (m.encoding, m.width, m.height, m.step, len(m.data)) == (enc, W, H, W * bpp, W * bpp * H), topic
     depth = image_to_numpy(out["depth/image"])
@@ -102,8 +111,12 @@ def test_every_output_arrives_with_type_encoding_size_stamp_frame_id(main):
 
     pc = out["points"]
     assert (pc.height, pc.width, pc.point_step) == (H, W, 16)
-    assert [(f.name, f.offset, f.datatype) for f in pc.fields] == [("x", 0, 7), ("y", 4, 7), ("z", 8, 7),
-                                                                   ("rgb", 12, 7)]  # fmt: skip
+    assert [(f.name, f.offset, f.datatype) for f in pc.fields] == [
+        ("x", 0, 7),
+        ("y", 4, 7),
+        ("z", 8, 7),
+        ("rgb", 12, 7),
+    ]
     arr = pointcloud2_to_array(pc)
     k = Intrinsics.from_k(ci.k)
     u, v = np.meshgrid(np.arange(W), np.arange(H))
@@ -167,8 +180,7 @@ def test_runtime_parameter_changes_take_effect(main):
     try:
         res = set_parameters(cam, MAIN, focus_distance_m=3.0, f_number=2.8)
         assert ok(res), [r.reason for r in res]
-        assert get_parameters(cam, MAIN, ["focus_distance_m", "f_number"]) == {"focus_distance_m": 3.0,
-                                                                                "f_number": 2.8}  # fmt: skip
+        assert get_parameters(cam, MAIN, ["focus_distance_m", "f_number"]) == {"focus_distance_m": 3.0, "f_number": 2.8}
         _, out = good_frame(cam)
         depth1 = image_to_numpy(out["depth/image"])
         both = np.isfinite(depth0) & np.isfinite(depth1)
@@ -185,21 +197,34 @@ def test_runtime_parameter_changes_take_effect(main):
         stamp, _ = good_frame(cam, topics=("depth/image",))
         assert not wait_until(lambda: cam.get("points", stamp) is not None, 1.0)
     finally:
-        assert ok(set_parameters(cam, MAIN, focus_distance_m=1.2, f_number=1.8, point_decimation=1,
-                                 max_depth_m=20.0, min_depth_m=0.1, publish_points=True))  # fmt: skip
+        assert ok(
+            set_parameters(
+                cam,
+                MAIN,
+                focus_distance_m=1.2,
+                f_number=1.8,
+                point_decimation=1,
+                max_depth_m=20.0,
+                min_depth_m=0.1,
+                publish_points=True,
+            )
+        )
 
 
-@pytest.mark.parametrize("values,reason", [
-    ({"focus_distance_m": 0.02}, "focus distance"),  # inside the focal length (35 mm)
-    ({"focal_length_mm": 1500.0}, "focus distance"),  # 1.5 m lens focused at 1.2 m
-    ({"f_number": math.nan}, ""),
-    ({"f_number": -2.0}, ""),
-    ({"fx": 0.0}, ""),
-    ({"min_depth_m": 50.0}, "min_depth_m"),
-    ({"point_decimation": 0}, ""),
-    ({"model_path": "/elsewhere.pt"}, "read-only"),
-    ({"f_number": "two"}, ""),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "values,reason",
+    [
+        ({"focus_distance_m": 0.02}, "focus distance"),  # inside the focal length (35 mm)
+        ({"focal_length_mm": 1500.0}, "focus distance"),  # 1.5 m lens focused at 1.2 m
+        ({"f_number": math.nan}, ""),
+        ({"f_number": -2.0}, ""),
+        ({"fx": 0.0}, ""),
+        ({"min_depth_m": 50.0}, "min_depth_m"),
+        ({"point_decimation": 0}, ""),
+        ({"model_path": "/elsewhere.pt"}, "read-only"),
+        ({"f_number": "two"}, ""),
+    ],
+)
 def test_invalid_parameters_are_refused_and_the_old_ones_stay(main, values, reason):
     node, cam = main
     names = list(values)
@@ -280,8 +305,19 @@ def test_diagnostics_report_rates_latency_device_model(main):
         good_frame(cam)
     v = cam.wait_diag(MAIN, lambda v: float(v["output_rate_hz"]) > 0)
     assert v is not None
-    for key in ("input_rate_hz", "output_rate_hz", "latency_ms_mean", "latency_ms_p95", "frames_in", "frames_out",
-                "frames_dropped", "bad_input_total", "device", "model", "precision"):  # fmt: skip
+    for key in (
+        "input_rate_hz",
+        "output_rate_hz",
+        "latency_ms_mean",
+        "latency_ms_p95",
+        "frames_in",
+        "frames_out",
+        "frames_dropped",
+        "bad_input_total",
+        "device",
+        "model",
+        "precision",
+    ):
         assert key in v, key
     assert v["device"] == "cpu" and v["model"].endswith("tiny.pt") and v["precision"] == "fp32"
     assert v["intrinsics_from"] == "CameraInfo" and v["frame_id"] == "cam"
@@ -293,8 +329,14 @@ def test_point_cloud_of_a_known_plane_lies_on_it(ros):
     h, _ = ros
     normal = np.array([0.15, -0.25, 1.0])
     est = PlaneEstimator(INTR, tuple(normal), 1.8)
-    h.add(DepthDefocusNode(namespace="/p", context=h.context, estimator=est,
-                           parameter_overrides=[Parameter("diagnostics_period_s", value=0.2)]))  # fmt: skip
+    h.add(
+        DepthDefocusNode(
+            namespace="/p",
+            context=h.context,
+            estimator=est,
+            parameter_overrides=[Parameter("diagnostics_period_s", value=0.2)],
+        )
+    )
     cam = h.camera("/p")
     assert cam.wait_connected()
     n = normal / np.linalg.norm(normal)
@@ -315,8 +357,14 @@ def test_point_cloud_of_a_known_plane_lies_on_it(ros):
 def test_latest_frame_wins_and_drops_are_counted(ros):
     h, _ = ros
     est = SlowEstimator(delay_s=0.3)
-    node = h.add(DepthDefocusNode(namespace="/s", context=h.context, estimator=est,
-                                  parameter_overrides=[Parameter("diagnostics_period_s", value=0.2)]))  # fmt: skip
+    node = h.add(
+        DepthDefocusNode(
+            namespace="/s",
+            context=h.context,
+            estimator=est,
+            parameter_overrides=[Parameter("diagnostics_period_s", value=0.2)],
+        )
+    )
     cam = h.camera("/s")
     assert cam.wait_connected()
     stamps = []
@@ -339,8 +387,13 @@ def test_latest_frame_wins_and_drops_are_counted(ros):
 def test_compressed_transport_and_fx_fallback(ros):
     """image_transport=compressed: jpeg in; corrupt data skipped; no CameraInfo -> the fx parameter."""
     h, ckpt = ros
-    h.add(DepthDefocusNode(namespace="/c", context=h.context,
-                           parameter_overrides=overrides(ckpt, image_transport="compressed", fx=400.0)))
+    h.add(
+        DepthDefocusNode(
+            namespace="/c",
+            context=h.context,
+            parameter_overrides=overrides(ckpt, image_transport="compressed", fx=400.0),
+        )
+    )
     cam = h.camera("/c")
     assert cam.wait_connected()
 

@@ -103,11 +103,27 @@ def test_params_file_every_parameter_declared_and_applied_over_dds(tmp_path, tin
 def test_every_yaml_value_is_applied(tmp_path, tiny):
     """A params file with every value changed: the node runs with each of them."""
     values = dict(load_params_yaml(CONFIG))
-    changed = dict(model_path=str(tiny), device="cpu", half=False, image_transport="compressed", reliable_qos=True,
-                   focus_distance_m=2.5, f_number=2.8, focal_length_mm=50.0, fx=500.0, min_depth_m=0.3,
-                   max_depth_m=15.0, focus_side="front", max_relative_error=900.0, publish_points=False,
-                   point_decimation=2, uncertainty=True, max_uncertainty_m=5.0, preview_max_coc_px=8.0,
-                   diagnostics_period_s=0.5)  # fmt: skip
+    changed = dict(
+        model_path=str(tiny),
+        device="cpu",
+        half=False,
+        image_transport="compressed",
+        reliable_qos=True,
+        focus_distance_m=2.5,
+        f_number=2.8,
+        focal_length_mm=50.0,
+        fx=500.0,
+        min_depth_m=0.3,
+        max_depth_m=15.0,
+        focus_side="front",
+        max_relative_error=900.0,
+        publish_points=False,
+        point_decimation=2,
+        uncertainty=True,
+        max_uncertainty_m=5.0,
+        preview_max_coc_px=8.0,
+        diagnostics_period_s=0.5,
+    )
     assert set(changed) == set(values) and all(changed[k] != values[k] for k in values)
     path = tmp_path / "my_camera.yaml"
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": changed}}))
@@ -138,8 +154,14 @@ def test_every_yaml_value_is_applied(tmp_path, tiny):
 def test_bad_checkpoint_is_one_fatal_line_and_exit_2(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    r = subprocess.run([sys.executable, "-m", "depth_defocus_ros.ros.node", "--ros-args", "-p", f"model_path:={bad}"],
-                       cwd=ROOT, env=env_for(domain(2)), capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "depth_defocus_ros.ros.node", "--ros-args", "-p", f"model_path:={bad}"],
+        cwd=ROOT,
+        env=env_for(domain(2)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     out = r.stdout + r.stderr
     assert "Traceback" not in out and "cannot start" in out and "bad.pt" in out
@@ -148,9 +170,27 @@ def test_bad_checkpoint_is_one_fatal_line_and_exit_2(tmp_path):
 def test_demo_writes_depth_defocus_pngs_ply_and_summary(tmp_path, tiny):
     out = tmp_path / "demo"
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "depth_defocus_ros", "demo", "--model", str(tiny), "--out", str(out),
-                        "--frames", "3", "--rate", "5"], cwd=ROOT, env=env_for(domain(3)), capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "depth_defocus_ros",
+            "demo",
+            "--model",
+            str(tiny),
+            "--out",
+            str(out),
+            "--frames",
+            "3",
+            "--rate",
+            "5",
+        ],
+        cwd=ROOT,
+        env=env_for(domain(3)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert time.monotonic() - t0 < 120
     s = json.loads((out / "summary.json").read_text())

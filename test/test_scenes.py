@@ -43,8 +43,17 @@ def test_ray_cast_ground_plane_and_sphere_depths_are_exact():
     tex = torch.rand(3, 8, 8)
     light = torch.tensor([0.0, -1.0, 0.0])
     ey = torch.tensor([0.0, 1.0, 0.0])
-    gen._plane(canvas, torch.tensor([0.0, h, 0.0]), -ey, torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0]),
-               tex, 1.0, light, fx)
+    gen._plane(
+        canvas,
+        torch.tensor([0.0, h, 0.0]),
+        -ey,
+        torch.tensor([1.0, 0, 0]),
+        torch.tensor([0, 0, 1.0]),
+        tex,
+        1.0,
+        light,
+        fx,
+    )
     v = torch.arange(48) + 0.5 - 24  # pixel centre rows relative to the principal point
     below = v > 0
     expected = h * fx / v[below]

@@ -11,15 +11,40 @@ import torch
 from depth_defocus_ros.checkpoint import load_checkpoint
 from depth_defocus_ros.scenes import SceneConfig, render_shards
 
-TINY = ["--process-long-side", "64", "--channels", "8,8,16,16,16", "--decoder-channels", "16,8,8,8",
-        "--height", "64", "--width", "64", "--visible-blur-fraction", "1.0",
-        "--batch-size", "2", "--val-scenes", "2", "--log-every", "1", "--lr", "1e-3"]
+TINY = [
+    "--process-long-side",
+    "64",
+    "--channels",
+    "8,8,16,16,16",
+    "--decoder-channels",
+    "16,8,8,8",
+    "--height",
+    "64",
+    "--width",
+    "64",
+    "--visible-blur-fraction",
+    "1.0",
+    "--batch-size",
+    "2",
+    "--val-scenes",
+    "2",
+    "--log-every",
+    "1",
+    "--lr",
+    "1e-3",
+]
 
 
 def train(out, *extra, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "depth_defocus_ros", "train", "--out", str(out), *TINY, *extra],
-                       capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+    r = subprocess.run(
+        [sys.executable, "-m", "depth_defocus_ros", "train", "--out", str(out), *TINY, *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -42,21 +67,57 @@ def test_train_resume_and_outputs(tmp_path):
 
 
 def test_train_on_shards_and_finetune(tmp_path):
-    data = render_shards(tmp_path / "data", 6, seed=1, shard_size=3,
-                         config=SceneConfig(height=64, width=64, texture_size=64), progress=False)
+    data = render_shards(
+        tmp_path / "data",
+        6,
+        seed=1,
+        shard_size=3,
+        config=SceneConfig(height=64, width=64, texture_size=64),
+        progress=False,
+    )
     assert json.loads((data / "manifest.json").read_text())["complete"]
     train(tmp_path / "a", "--steps", "2", "--val-every", "2", "--data", str(data))
-    train(tmp_path / "b", "--steps", "2", "--val-every", "2", "--data", str(data), "--data", "synthetic",
-          "--init", str(tmp_path / "a" / "best.pt"), "--crop", "32x48")
+    train(
+        tmp_path / "b",
+        "--steps",
+        "2",
+        "--val-every",
+        "2",
+        "--data",
+        str(data),
+        "--data",
+        "synthetic",
+        "--init",
+        str(tmp_path / "a" / "best.pt"),
+        "--crop",
+        "32x48",
+    )
 
 
 @pytest.mark.slow
 def test_ddp_two_processes_end_with_identical_weights(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "depth_defocus_ros", "train", "--out", str(out), *TINY, "--steps", "3", "--val-every", "100",
-           "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "depth_defocus_ros",
+        "train",
+        "--out",
+        str(out),
+        *TINY,
+        "--steps",
+        "3",
+        "--val-every",
+        "100",
+        "--device",
+        "cpu",
+    ]
     # rank 0 also saves its weights at the end; each rank dumps its own for the comparison
     env["DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS"] = str(tmp_path)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

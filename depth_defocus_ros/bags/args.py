@@ -28,6 +28,7 @@ def _pair(name):
 
     return conv
 
+
 def _ratios(v):
     try:
         r = tuple(float(x) for x in v.split(","))
@@ -37,13 +38,18 @@ def _ratios(v):
         raise argparse.ArgumentTypeError(f"--split-ratio needs three non-negative numbers, got {v!r}")
     return r
 
+
 def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bags", nargs="+", help="rosbag2 folders (sqlite3 or MCAP), .mcap/.db3 files, ROS 1 .bag files")
     p.add_argument("--out", required=True, help="dataset folder (re-run the same command to continue)")
-    p.add_argument("--mode", choices=MODES, default="real-defocus",
-                   help="real-defocus: RGB frames are the focused images, lens from flags/YAML; render: RGB "
-                        "frames are all-in-focus, focused images are rendered; unlabeled: frames without depth "
-                        "(for --domain-data)")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="real-defocus",
+        help="real-defocus: RGB frames are the focused images, lens from flags/YAML; render: RGB "
+        "frames are all-in-focus, focused images are rendered; unlabeled: frames without depth "
+        "(for --domain-data)",
+    )
     g = p.add_argument_group("topics (auto-detected when there is one obvious choice)")
     g.add_argument("--rgb-topic")
     g.add_argument("--depth-topic", help="registered to the RGB camera (e.g. aligned_depth_to_color)")
@@ -52,51 +58,90 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--focal-length-mm", type=positive("--focal-length-mm"))
     g.add_argument("--f-number", type=positive("--f-number"))
     g.add_argument("--focus-distance", dest="focus_distance_m", type=positive("--focus-distance"), help="m")
-    g.add_argument("--lens", dest="lens_file", help="YAML with focal_length_mm, f_number, focus_distance_m and "
-                                                    "optional per-bag entries under 'bags:'")  # fmt: skip
+    g.add_argument(
+        "--lens",
+        dest="lens_file",
+        help="YAML with focal_length_mm, f_number, focus_distance_m and optional per-bag entries under 'bags:'",
+    )
     g.add_argument("--fx", type=positive("--fx"), help="focal length in px of the RGB images (default: CameraInfo)")
     g = p.add_argument_group("pairing and subsampling")
-    g.add_argument("--max-dt", type=positive("--max-dt"), default=0.02,
-                   help="largest RGB-depth stamp gap (s, default 0.02)")
+    g.add_argument(
+        "--max-dt", type=positive("--max-dt"), default=0.02, help="largest RGB-depth stamp gap (s, default 0.02)"
+    )
     g.add_argument("--every", type=positive("--every", int), default=1, help="keep every N-th pair")
     g.add_argument("--min-gap", type=float, default=0.0, help="at least this long (s) between kept frames (default 0)")
-    g.add_argument("--min-valid", type=float, default=0.05,
-                   help="skip frames with a smaller valid-depth fraction (default 0.05)")
-    g.add_argument("--assume-registered", action="store_true",
-                   help="accept depth whose frame_id differs from the RGB frame_id")  # fmt: skip
+    g.add_argument(
+        "--min-valid", type=float, default=0.05, help="skip frames with a smaller valid-depth fraction (default 0.05)"
+    )
+    g.add_argument(
+        "--assume-registered", action="store_true", help="accept depth whose frame_id differs from the RGB frame_id"
+    )
     g.add_argument("--depth-scale", type=positive("--depth-scale"), help="m per unit of 16-bit depth (0.001)")
     g = p.add_argument_group("splits")
     g.add_argument("--split-by", choices=["time", "bag", "none"], default="time")
     g.add_argument("--split-ratio", type=_ratios, default=(0.8, 0.1, 0.1), help="TRAIN,VAL,TEST (default 0.8,0.1,0.1)")
     g.add_argument("--block-s", type=positive("--block-s"), default=20.0, help="time block length (s, default 20)")
-    g.add_argument("--guard-s", type=float, default=1.0,
-                   help="frames this close (s) to another split's block are dropped (default 1)")
-    g.add_argument("--bag-split", action="append", default=[], metavar="BAG=SPLIT",
-                   help="with --split-by bag: put BAG (its name) into SPLIT")  # fmt: skip
+    g.add_argument(
+        "--guard-s",
+        type=float,
+        default=1.0,
+        help="frames this close (s) to another split's block are dropped (default 1)",
+    )
+    g.add_argument(
+        "--bag-split",
+        action="append",
+        default=[],
+        metavar="BAG=SPLIT",
+        help="with --split-by bag: put BAG (its name) into SPLIT",
+    )
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("render mode")
-    g.add_argument("--renders", type=positive("--renders", int), default=1,
-                   help="focused images per frame (default 1)")
-    g.add_argument("--f-number-range", type=_pair("--f-number-range"), default=(1.4, 4.0),
-                   help="LO,HI (default 1.4,4), unless --f-number")
-    g.add_argument("--focus-range", type=_pair("--focus-range"), default=None,
-                   help="LO,HI m (default: focus on the depth of a random visible point)")  # fmt: skip
-    g.add_argument("--max-coc-frac", type=positive("--max-coc-frac"), default=0.1,
-                   help="stop down until the largest CoC is at most this fraction of the width")  # fmt: skip
+    g.add_argument("--renders", type=positive("--renders", int), default=1, help="focused images per frame (default 1)")
+    g.add_argument(
+        "--f-number-range",
+        type=_pair("--f-number-range"),
+        default=(1.4, 4.0),
+        help="LO,HI (default 1.4,4), unless --f-number",
+    )
+    g.add_argument(
+        "--focus-range",
+        type=_pair("--focus-range"),
+        default=None,
+        help="LO,HI m (default: focus on the depth of a random visible point)",
+    )
+    g.add_argument(
+        "--max-coc-frac",
+        type=positive("--max-coc-frac"),
+        default=0.1,
+        help="stop down until the largest CoC is at most this fraction of the width",
+    )
     g.add_argument("--no-aif", dest="keep_aif", action="store_false", help="do not store the all-in-focus images")
     g.add_argument("--device", default="cpu", help="device for rendering (cpu, cuda)")
     g = p.add_argument_group("output")
-    g.add_argument("--shard-size", type=positive("--shard-size", int), default=32,
-                   help="frames per shard (default 32)")
+    g.add_argument("--shard-size", type=positive("--shard-size", int), default=32, help="frames per shard (default 32)")
     g.add_argument("--long-side", type=int, default=0, help="downscale so the long side is at most PX (fx with it)")
-    g.add_argument("--compress", choices=("none", "deflate1", "deflate6"), default="none",
-                   help="shard compression, all lossless: none (default: fastest; about 140 frames/s at 640x480 on "
-                        "one core), deflate1, deflate6 (smaller, 3-5x slower); see DATASET.md")  # fmt: skip
-    g.add_argument("--no-compress", dest="compress", action="store_const", const="none",
-                   help="same as --compress none (kept for old command lines)")
-    g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="parallel processes (0: convert in this process)")  # fmt: skip
+    g.add_argument(
+        "--compress",
+        choices=("none", "deflate1", "deflate6"),
+        default="none",
+        help="shard compression, all lossless: none (default: fastest; about 140 frames/s at 640x480 on "
+        "one core), deflate1, deflate6 (smaller, 3-5x slower); see DATASET.md",
+    )
+    g.add_argument(
+        "--no-compress",
+        dest="compress",
+        action="store_const",
+        const="none",
+        help="same as --compress none (kept for old command lines)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="parallel processes (0: convert in this process)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+
 
 def options_from_args(args) -> ConvertOptions:
     bag_split = {}
@@ -108,6 +153,7 @@ def options_from_args(args) -> ConvertOptions:
     d = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(ConvertOptions)}}
     d.update(bag_split=bag_split, progress=not args.quiet)
     return ConvertOptions.from_dict(d)
+
 
 def run_bag2dataset(args) -> int:
     try:

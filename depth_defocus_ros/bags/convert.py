@@ -59,6 +59,7 @@ def _locked(out: Path):
     finally:
         fh.close()
 
+
 def _check_out(out: Path, opts: ConvertOptions, bag_paths: list) -> None:
     man = out / "manifest.json"
     if man.is_file():
@@ -71,14 +72,19 @@ def _check_out(out: Path, opts: ConvertOptions, bag_paths: list) -> None:
         diff = [k for k, v in opts.content().items() if old.get("options", {}).get(k) != v]
         if diff:
             k = diff[0]
-            raise ConvertError(f"{out} was converted with other options ({k}: {old['options'].get(k)!r}, now "
-                               f"{opts.content()[k]!r}); re-run with the same options to continue, or use a new --out")
+            raise ConvertError(
+                f"{out} was converted with other options ({k}: {old['options'].get(k)!r}, now "
+                f"{opts.content()[k]!r}); re-run with the same options to continue, or use a new --out"
+            )
         old_bags = [b["path"] for b in old.get("bags", [])]
         if old_bags != bag_paths:
-            raise ConvertError(f"{out} was converted from other bags ({', '.join(old_bags)}); re-run with the same "
-                               "bags to continue, or use a new --out")  # fmt: skip
+            raise ConvertError(
+                f"{out} was converted from other bags ({', '.join(old_bags)}); re-run with the same "
+                "bags to continue, or use a new --out"
+            )
     elif any(out.glob("shard_*.npz")):
         raise ConvertError(f"{out} holds shards but no bag2dataset manifest; use a new --out folder")
+
 
 def _shard_meta(out: Path, name: str) -> dict | None:
     p = out / name
@@ -93,13 +99,31 @@ def _shard_meta(out: Path, name: str) -> dict | None:
         return json.loads(m.read_text())
     return None
 
+
 def _manifest(out: Path, opts: ConvertOptions, scans: list, complete: bool, report: dict | None = None) -> dict:
     bags, splits, shards = [], {}, []
     total = Counter()
     skipped = Counter()
     for s in scans:
-        b = {k: s.get(k) for k in ("index", "name", "path", "kind", "topics", "msgtypes", "camera", "stored_size",
-                                   "lens", "lens_source", "duration_s", "error", "warnings", "counts")}  # fmt: skip
+        b = {
+            k: s.get(k)
+            for k in (
+                "index",
+                "name",
+                "path",
+                "kind",
+                "topics",
+                "msgtypes",
+                "camera",
+                "stored_size",
+                "lens",
+                "lens_source",
+                "duration_s",
+                "error",
+                "warnings",
+                "counts",
+            )
+        }
         b["shards"], b["splits"], b["samples"] = [], Counter(), 0
         bskip = Counter()
         for sh in s.get("shards", []):
@@ -124,20 +148,32 @@ def _manifest(out: Path, opts: ConvertOptions, scans: list, complete: bool, repo
     first = next((b for b in bags if b.get("camera")), {})
     topics = {json.dumps(b["topics"]) for b in bags if b.get("topics")}
     return {
-        "format_version": FORMAT_VERSION, "source": "bag2dataset", "mode": opts.mode, "complete": complete,
-        "labeled": opts.mode != "unlabeled", "options": opts.content(),
+        "format_version": FORMAT_VERSION,
+        "source": "bag2dataset",
+        "mode": opts.mode,
+        "complete": complete,
+        "labeled": opts.mode != "unlabeled",
+        "options": opts.content(),
         "topics": json.loads(topics.pop()) if len(topics) == 1 else "per bag",
-        "camera": first.get("camera"), "stored_size": first.get("stored_size"),
-        "lens": first.get("lens") if opts.mode != "render" else {
-            "focal_length_mm": opts.focal_length_mm or 50.0, "f_number": opts.f_number or list(opts.f_number_range),
+        "camera": first.get("camera"),
+        "stored_size": first.get("stored_size"),
+        "lens": first.get("lens")
+        if opts.mode != "render"
+        else {
+            "focal_length_mm": opts.focal_length_mm or 50.0,
+            "f_number": opts.f_number or list(opts.f_number_range),
             "focus_distance_m": opts.focus_distance_m or (list(opts.focus_range) if opts.focus_range else "subject"),
-            "renders_per_frame": opts.renders},
+            "renders_per_frame": opts.renders,
+        },
         "counts": {**dict(total), "skipped": dict(skipped)},
         "samples": total["samples"],
         "splits": {k: sorted(v) for k, v in splits.items()},
         "split_samples": {k: sum(b["splits"].get(k, 0) for b in bags) for k in splits},
-        "shards": sorted(shards), "bags": bags, "report": report or {},
-    }  # fmt: skip
+        "shards": sorted(shards),
+        "bags": bags,
+        "report": report or {},
+    }
+
 
 class _Runner:
     """Runs jobs in this process (``workers <= 1``) or in one pool of spawned processes shared by the
@@ -174,8 +210,9 @@ class _Runner:
         if self.pool is None:
             ctx = mp.get_context("spawn")  # no fork of a process that may hold OpenMP / torch threads
             self.queue = ctx.Queue()
-            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=worker_init,
-                                            initargs=(self.queue, 1))  # fmt: skip
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=worker_init, initargs=(self.queue, 1)
+            )
 
         def drain():
             while True:
@@ -193,6 +230,7 @@ class _Runner:
         drain()
         return [f.result() for f in futs]
 
+
 def _write_jobs(scans: list, opts: ConvertOptions, workers: int, out: Path) -> list:
     """Groups of consecutive shards per bag: about two groups per worker over all bags."""
     todo = [(s, [sh for sh in s["shards"] if not shard_done(out, sh["name"])]) for s in scans if not s["error"]]
@@ -208,6 +246,7 @@ def _write_jobs(scans: list, opts: ConvertOptions, workers: int, out: Path) -> l
             part = shards[g : g + per]
             jobs.append(({**light, "shards": part}, [sh["name"] for sh in part], opts))
     return jobs
+
 
 def convert_bags(bags: list, opts: ConvertOptions) -> tuple[int, dict]:
     """Convert ``bags`` into ``opts.out``; returns (exit status, manifest). Prints the report."""
@@ -238,6 +277,7 @@ def convert_bags(bags: list, opts: ConvertOptions) -> tuple[int, dict]:
     print(format_report(manifest))
     return status, manifest
 
+
 def _convert(out: Path, paths: list, opts: ConvertOptions, split_of: dict, runner, workers: int, t0: float):
     """Scan, plan, write, manifest (the output folder is locked by the caller)."""
     from tqdm import tqdm
@@ -250,8 +290,7 @@ def _convert(out: Path, paths: list, opts: ConvertOptions, split_of: dict, runne
     write_json_atomic(out / "manifest.json", _manifest(out, opts, scans, complete=False))
     jobs = _write_jobs(scans, opts, workers, out)
     n_frames = sum(sum(len(sh["frames"]) for sh in j[0]["shards"]) for j in jobs)
-    bars = {"frames": tqdm(total=n_frames, desc="convert", unit="frame", disable=not opts.progress,
-                           file=sys.stderr)}  # fmt: skip
+    bars = {"frames": tqdm(total=n_frames, desc="convert", unit="frame", disable=not opts.progress, file=sys.stderr)}
     t1 = time.time()
     results = runner.run(write_task, jobs, bars) if jobs else []
     bars["frames"].close()
@@ -263,34 +302,46 @@ def _convert(out: Path, paths: list, opts: ConvertOptions, split_of: dict, runne
             s["error"] = r["error"]
     frames_done = sum(r["frames"] for r in results)
     elapsed = time.time() - t0
-    report = {"seconds": round(elapsed, 2), "scan_seconds": round(t_scan, 2), "write_seconds": round(t_write, 2),
-              "frames_this_run": frames_done, "workers": workers,
-              "frames_per_s": round(frames_done / elapsed, 2) if elapsed > 0 else None}  # fmt: skip
+    report = {
+        "seconds": round(elapsed, 2),
+        "scan_seconds": round(t_scan, 2),
+        "write_seconds": round(t_write, 2),
+        "frames_this_run": frames_done,
+        "workers": workers,
+        "frames_per_s": round(frames_done / elapsed, 2) if elapsed > 0 else None,
+    }
     complete = all(not s.get("error") for s in scans)
     manifest = _manifest(out, opts, scans, complete=complete, report=report)
     try:
         write_json_atomic(out / "manifest.json", manifest)
     except OSError as exc:
-        print(f"error: cannot write {out / 'manifest.json'}: {exc.strerror}; the shards are intact; free space "
-              "and re-run the same command", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: cannot write {out / 'manifest.json'}: {exc.strerror}; the shards are intact; free space "
+            "and re-run the same command",
+            file=sys.stderr,
+        )
         return 2, manifest
     if manifest["samples"] == 0:
         return 2, manifest
     return (0 if complete else 1), manifest
 
+
 def format_report(m: dict) -> str:
-    lines = [f"bag2dataset ({m['mode']}): {len(m['bags'])} bag(s) -> {m['samples']} samples in "
-             f"{len(m['shards'])} shards"]  # fmt: skip
+    lines = [
+        f"bag2dataset ({m['mode']}): {len(m['bags'])} bag(s) -> {m['samples']} samples in {len(m['shards'])} shards"
+    ]
     for b in m["bags"]:
         c = b.get("counts") or {}
         if b.get("error") and not b.get("samples"):
             lines.append(f"  {b['name']}: ERROR: {b['error']}")
             continue
-        lines.append(f"  {b['name']}: read rgb {c.get('rgb_read', 0)}, depth {c.get('depth_read', 0)}, camera_info "
-                     f"{c.get('camera_info_read', 0)}; paired {c.get('paired', 0)} (unmatched rgb "
-                     f"{c.get('unmatched_rgb', 0)}, depth {c.get('unmatched_depth', 0)}); kept {c.get('planned', 0)} "
-                     f"(subsampled out {c.get('subsampled_out', 0)}, split guard {c.get('split_guard', 0)}); samples "
-                     f"{b['samples']} {b['splits']}")  # fmt: skip
+        lines.append(
+            f"  {b['name']}: read rgb {c.get('rgb_read', 0)}, depth {c.get('depth_read', 0)}, camera_info "
+            f"{c.get('camera_info_read', 0)}; paired {c.get('paired', 0)} (unmatched rgb "
+            f"{c.get('unmatched_rgb', 0)}, depth {c.get('unmatched_depth', 0)}); kept {c.get('planned', 0)} "
+            f"(subsampled out {c.get('subsampled_out', 0)}, split guard {c.get('split_guard', 0)}); samples "
+            f"{b['samples']} {b['splits']}"
+        )
         if b.get("skipped"):
             lines.append(f"    skipped while writing: {b['skipped']}")
         for w in b.get("warnings") or []:
@@ -300,7 +351,9 @@ def format_report(m: dict) -> str:
     r = m.get("report") or {}
     lines.append(f"splits: {m['split_samples']}")
     if r:
-        lines.append(f"time {r['seconds']} s (scan {r['scan_seconds']} s, write {r['write_seconds']} s, "
-                     f"{r['workers']} workers): {r['frames_this_run']} frames converted in this run, "
-                     f"{r['frames_per_s']} frames/s")  # fmt: skip
+        lines.append(
+            f"time {r['seconds']} s (scan {r['scan_seconds']} s, write {r['write_seconds']} s, "
+            f"{r['workers']} workers): {r['frames_this_run']} frames converted in this run, "
+            f"{r['frames_per_s']} frames/s"
+        )
     return "\n".join(lines)

@@ -17,8 +17,17 @@ import struct
 
 import numpy as np
 
-__all__ = ["FrameError", "header_from_raw", "decode_rgb", "decode_depth", "camera_info", "DEPTH_SCALES",
-           "IMAGE_TYPES", "DEPTH_TYPES", "INFO_TYPES"]  # fmt: skip
+__all__ = [
+    "FrameError",
+    "header_from_raw",
+    "decode_rgb",
+    "decode_depth",
+    "camera_info",
+    "DEPTH_SCALES",
+    "IMAGE_TYPES",
+    "DEPTH_TYPES",
+    "INFO_TYPES",
+]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 DEPTH_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -105,6 +114,13 @@ def decode_depth(msg, msgtype: str) -> np.ndarray:
 def camera_info(msg) -> dict:
     """The fields of a CameraInfo that the converter uses (K is row-major 3x3; fx = K[0])."""
     k = [float(v) for v in np.asarray(msg.k if hasattr(msg, "k") else msg.K, dtype=np.float64).ravel()]
-    return {"width": int(msg.width), "height": int(msg.height), "fx": k[0], "fy": k[4], "cx": k[2], "cy": k[5],
-            "distortion_model": str(msg.distortion_model),
-            "d": [float(v) for v in np.asarray(msg.d if hasattr(msg, "d") else msg.D).ravel()]}  # fmt: skip
+    return {
+        "width": int(msg.width),
+        "height": int(msg.height),
+        "fx": k[0],
+        "fy": k[4],
+        "cx": k[2],
+        "cy": k[5],
+        "distortion_model": str(msg.distortion_model),
+        "d": [float(v) for v in np.asarray(msg.d if hasattr(msg, "d") else msg.D).ravel()],
+    }

@@ -7,8 +7,16 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["ConvertOptions", "ConvertError", "MODES", "STATE_DIR", "FORMAT_VERSION", "report_progress",
-           "worker_init", "set_progress"]  # fmt: skip
+__all__ = [
+    "ConvertOptions",
+    "ConvertError",
+    "MODES",
+    "STATE_DIR",
+    "FORMAT_VERSION",
+    "report_progress",
+    "worker_init",
+    "set_progress",
+]
 
 MODES = ("real-defocus", "render", "unlabeled")
 
@@ -21,6 +29,7 @@ FORMAT_VERSION = 2  # of the shards and manifest (depth_defocus_ros.shards.FORMA
 
 class ConvertError(RuntimeError):
     """A problem with the whole conversion (output folder, options); one line for the user."""
+
 
 @dataclass
 class ConvertOptions:

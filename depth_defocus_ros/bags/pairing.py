@@ -82,8 +82,9 @@ def seeded_rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(key.encode())])
 
 
-def time_block_splits(stamps_ns: np.ndarray, block_s: float, ratios: dict, guard_s: float,
-                      rng: np.random.Generator) -> tuple[list, int]:  # fmt: skip
+def time_block_splits(
+    stamps_ns: np.ndarray, block_s: float, ratios: dict, guard_s: float, rng: np.random.Generator
+) -> tuple[list, int]:
     """Split name per frame (None: dropped by the guard band) and the number of guard drops.
 
     ``stamps_ns`` sorted ascending.

@@ -15,8 +15,9 @@ from .reader import BagError
 __all__ = ["plan_frames", "group_shards", "bag_splits"]
 
 
-def plan_frames(rgb: list, depth: list | None, fx_of, opts: ConvertOptions, split_of_bag: str | None,
-                name: str) -> tuple[list, dict]:  # fmt: skip
+def plan_frames(
+    rgb: list, depth: list | None, fx_of, opts: ConvertOptions, split_of_bag: str | None, name: str
+) -> tuple[list, dict]:
     """The frames to write and the counts of the planning.
 
     Args:
@@ -34,8 +35,10 @@ def plan_frames(rgb: list, depth: list | None, fx_of, opts: ConvertOptions, spli
         ia, ib = pair_nearest(r_st, d_st, int(round(opts.max_dt * 1e9)))
         counts.update(paired=len(ia), unmatched_rgb=len(rgb) - len(ia), unmatched_depth=len(depth) - len(ib))
         if not len(ia):
-            raise BagError(f"{name}: no RGB frame has a depth frame within --max-dt {opts.max_dt} s "
-                           f"(RGB stamps {r_st[0]}..{r_st[-1]}, depth {d_st[0]}..{d_st[-1]} ns)")  # fmt: skip
+            raise BagError(
+                f"{name}: no RGB frame has a depth frame within --max-dt {opts.max_dt} s "
+                f"(RGB stamps {r_st[0]}..{r_st[-1]}, depth {d_st[0]}..{d_st[-1]} ns)"
+            )
     else:
         ia, ib = np.arange(len(rgb)), None
         counts["paired"] = len(rgb)
@@ -46,8 +49,9 @@ def plan_frames(rgb: list, depth: list | None, fx_of, opts: ConvertOptions, spli
     ib = ib[keep] if ib is not None else None
     ratios = dict(zip(SPLITS, opts.split_ratio))
     if opts.split_by == "time":
-        splits, counts["split_guard"] = time_block_splits(stamps, opts.block_s, ratios, opts.guard_s,
-                                                          seeded_rng(opts.seed, "split:" + name))  # fmt: skip
+        splits, counts["split_guard"] = time_block_splits(
+            stamps, opts.block_s, ratios, opts.guard_s, seeded_rng(opts.seed, "split:" + name)
+        )
     else:
         splits = [split_of_bag or "train"] * len(stamps)
         counts["split_guard"] = 0
@@ -57,8 +61,15 @@ def plan_frames(rgb: list, depth: list | None, fx_of, opts: ConvertOptions, spli
             continue
         r = rgb[int(ia[k])]
         d = depth[int(ib[k])] if ib is not None else None
-        frames.append({"rgb": [int(r[1]), int(r[0])], "depth": [int(d[1]), int(d[0])] if d else None,
-                       "stamp": int(r[0]), "fx": fx_of(int(r[0])), "split": splits[k]})  # fmt: skip
+        frames.append(
+            {
+                "rgb": [int(r[1]), int(r[0])],
+                "depth": [int(d[1]), int(d[0])] if d else None,
+                "stamp": int(r[0]),
+                "fx": fx_of(int(r[0])),
+                "split": splits[k],
+            }
+        )
     counts["planned"] = len(frames)
     return frames, counts
 

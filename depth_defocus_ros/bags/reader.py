@@ -48,9 +48,13 @@ def resolve_bag(path) -> BagSource:
             return BagSource(p, "rosbag2", [p])
         files = sorted(p.glob("*.mcap")) or sorted(p.glob("*.db3"))
         if files:
-            return BagSource(p, "mcap" if files[0].suffix == ".mcap" else "sqlite3", files,
-                             note="no metadata.yaml (was the recording stopped cleanly?): reading "
-                                  f"{', '.join(f.name for f in files)} directly")  # fmt: skip
+            return BagSource(
+                p,
+                "mcap" if files[0].suffix == ".mcap" else "sqlite3",
+                files,
+                note="no metadata.yaml (was the recording stopped cleanly?): reading "
+                f"{', '.join(f.name for f in files)} directly",
+            )
         raise BagError(f"{path}: not a bag (a rosbag2 folder needs metadata.yaml or .mcap/.db3 files)")
     if p.suffix == ".bag":
         return BagSource(p, "ros1", [p])
@@ -64,8 +68,10 @@ def explain_read_error(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = msg.lower()
     if "end magic" in low or "invalid mcap footer" in low or ("mcap" in low and "summary" in low):
-        return ("MCAP file is truncated or corrupt (no valid end of file: the recording was interrupted or the "
-                "copy is incomplete); 'mcap recover IN.mcap -o OUT.mcap' (mcap CLI) may rescue its messages")
+        return (
+            "MCAP file is truncated or corrupt (no valid end of file: the recording was interrupted or the "
+            "copy is incomplete); 'mcap recover IN.mcap -o OUT.mcap' (mcap CLI) may rescue its messages"
+        )
     if "file magic" in low:
         return "not an MCAP file (wrong magic bytes at the start) or the file is corrupt"
     if "not a database" in low or "malformed" in low or "disk image" in low:
@@ -129,8 +135,14 @@ def _pick(cands: list, prefer: list, what: str, flag: str, bag: str):
     raise BagError(f"{bag}: several {what} topics ({', '.join(cands)}); choose one with {flag}")
 
 
-def select_topics(topics: dict, bag: str, rgb: str | None = None, depth: str | None = None,
-                  info: str | None = None, need_depth: bool = True) -> tuple:  # fmt: skip
+def select_topics(
+    topics: dict,
+    bag: str,
+    rgb: str | None = None,
+    depth: str | None = None,
+    info: str | None = None,
+    need_depth: bool = True,
+) -> tuple:
     """(rgb, depth or None, camera_info or None) topics of a bag from ``{topic: msgtype}``.
 
     Auto-detection: the RGB topic is the one Image/CompressedImage topic whose name does not look
@@ -156,8 +168,10 @@ def select_topics(topics: dict, bag: str, rgb: str | None = None, depth: str | N
         raw = {t for t in cands if topics[t] == "sensor_msgs/msg/Image"}
         cands = [t for t in cands if not (_base(t) != t and _base(t) in raw)]  # raw beats its compressed twin
         if not cands:
-            raise BagError(f"{bag}: no RGB image topic found (Image or CompressedImage); the bag has: {listing}; "
-                           "name it with --rgb-topic")  # fmt: skip
+            raise BagError(
+                f"{bag}: no RGB image topic found (Image or CompressedImage); the bag has: {listing}; "
+                "name it with --rgb-topic"
+            )
         rgb = _pick(cands, [r"color|rgb"], "RGB image", "--rgb-topic", bag)
     if depth:
         depth = check(depth, DEPTH_TYPES, "depth", "--depth-topic")
@@ -166,9 +180,11 @@ def select_topics(topics: dict, bag: str, rgb: str | None = None, depth: str | N
         raw = {t for t in cands if topics[t] == "sensor_msgs/msg/Image"}
         cands = [t for t in cands if not (_base(t) != t and _base(t) in raw)]
         if not cands:
-            raise BagError(f"{bag}: no depth topic found (an Image topic with 'depth' in its name); the bag has: "
-                           f"{listing}; name it with --depth-topic, or use --mode unlabeled for frames "
-                           "without depth")  # fmt: skip
+            raise BagError(
+                f"{bag}: no depth topic found (an Image topic with 'depth' in its name); the bag has: "
+                f"{listing}; name it with --depth-topic, or use --mode unlabeled for frames "
+                "without depth"
+            )
         depth = _pick(cands, [r"aligned_depth_to_color|aligned", r"registered"], "depth", "--depth-topic", bag)
     if info:
         info = check(info, INFO_TYPES, "CameraInfo", "--info-topic")
@@ -180,6 +196,8 @@ def select_topics(topics: dict, bag: str, rgb: str | None = None, depth: str | N
         elif len(infos) == 1:
             info = infos[0]
         elif len(infos) > 1:
-            raise BagError(f"{bag}: several CameraInfo topics ({', '.join(infos)}) and none next to {rgb}; "
-                           "choose one with --info-topic")  # fmt: skip
+            raise BagError(
+                f"{bag}: several CameraInfo topics ({', '.join(infos)}) and none next to {rgb}; "
+                "choose one with --info-topic"
+            )
     return rgb, depth, info

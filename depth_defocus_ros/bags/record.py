@@ -52,8 +52,9 @@ def write_lens_file(output: str, lens: dict) -> Path | None:
     return path
 
 
-def record_topics(rgb_topic: str, info_topic: str, depth_topic: str, extra_topics: str = "",
-                  compressed_rgb: bool = False) -> list:  # fmt: skip
+def record_topics(
+    rgb_topic: str, info_topic: str, depth_topic: str, extra_topics: str = "", compressed_rgb: bool = False
+) -> list:
     """[rgb, camera_info, depth, extra...]; the RGB topic's ``/compressed`` twin with ``compressed_rgb``."""
     rgb = rgb_topic.rstrip("/") + "/compressed" if compressed_rgb else rgb_topic
     return [rgb, info_topic, depth_topic] + extra_topics.split()

@@ -30,6 +30,7 @@ def _read_yaml(path: Path) -> dict:
         raise ConvertError(f"lens file {path}: expected a mapping (focal_length_mm, f_number, focus_distance_m)")
     return data
 
+
 def _lens_fields(d: dict) -> dict:
     out = {}
     if d.get("focal_length_m") is not None:
@@ -41,12 +42,23 @@ def _lens_fields(d: dict) -> dict:
             out[k] = float(d[k])
     return out
 
+
 def bag_lens(opts: ConvertOptions, src, custom: dict) -> tuple[dict, str]:
     """Lens settings of a bag, field by field from the first source that has them:
     flags, ``--lens`` file (its ``bags: {name: ...}`` entry, then its top level), ``BAG/lens.yaml``
     or ``BAG.lens.yaml`` next to the bag, the bag's ``custom_data``. Returns (lens, sources)."""
-    sources = [("flags", _lens_fields({"focal_length_mm": opts.focal_length_mm, "f_number": opts.f_number,
-                                       "focus_distance_m": opts.focus_distance_m}))]  # fmt: skip
+    sources = [
+        (
+            "flags",
+            _lens_fields(
+                {
+                    "focal_length_mm": opts.focal_length_mm,
+                    "f_number": opts.f_number,
+                    "focus_distance_m": opts.focus_distance_m,
+                }
+            ),
+        )
+    ]
     if opts.lens_file:
         data = _read_yaml(Path(opts.lens_file))
         per_bag = data.get("bags") or {}
@@ -55,8 +67,11 @@ def bag_lens(opts: ConvertOptions, src, custom: dict) -> tuple[dict, str]:
                 sources.append((f"{opts.lens_file}[bags][{key}]", _lens_fields(per_bag[key] or {})))
                 break
         sources.append((opts.lens_file, _lens_fields(data)))
-    for cand in (src.path / "lens.yaml", src.path.with_name(src.path.name + ".lens.yaml"),
-                 src.path.with_name(src.path.stem + ".lens.yaml")):  # fmt: skip
+    for cand in (
+        src.path / "lens.yaml",
+        src.path.with_name(src.path.name + ".lens.yaml"),
+        src.path.with_name(src.path.stem + ".lens.yaml"),
+    ):
         if cand.is_file():
             sources.append((str(cand), _lens_fields(_read_yaml(cand))))
             break
@@ -70,10 +85,12 @@ def bag_lens(opts: ConvertOptions, src, custom: dict) -> tuple[dict, str]:
                 used.append(name)
     missing = [k for k in ("focal_length_m", "f_number", "focus_distance_m") if k not in lens]
     if missing:
-        raise BagError(f"{src.name}: no lens settings for {', '.join(missing)}: give --focal-length-mm, --f-number, "
-                       "--focus-distance, or a --lens YAML file, or put lens.yaml in the bag (see DATASET.md). "
-                       "For an all-in-focus RGB-D camera (RealSense, ZED, ...), use --mode render: it renders "
-                       "focused images from the frames and their depth at drawn lens settings")
+        raise BagError(
+            f"{src.name}: no lens settings for {', '.join(missing)}: give --focal-length-mm, --f-number, "
+            "--focus-distance, or a --lens YAML file, or put lens.yaml in the bag (see DATASET.md). "
+            "For an all-in-focus RGB-D camera (RealSense, ZED, ...), use --mode render: it renders "
+            "focused images from the frames and their depth at drawn lens settings"
+        )
     from ..optics import Lens, LensError
 
     try:
@@ -81,6 +98,7 @@ def bag_lens(opts: ConvertOptions, src, custom: dict) -> tuple[dict, str]:
     except LensError as exc:
         raise BagError(f"{src.name}: impossible lens settings: {exc}") from None
     return lens, ", ".join(dict.fromkeys(used))
+
 
 def _dedupe(items: list) -> tuple[list, int]:
     """Sort (stamp, log) by stamp, drop repeated stamps (a driver republishing a frame)."""
@@ -93,16 +111,27 @@ def _dedupe(items: list) -> tuple[list, int]:
         out.append(it)
     return out, dup
 
+
 def _size_check(bag: str, what: str, w: int, h: int, ref_w: int, ref_h: int) -> None:
     if abs(w / h - ref_w / ref_h) > 0.01 * ref_w / ref_h:
-        raise BagError(f"{bag}: mismatched sizes: {what} is {w}x{h} but the RGB images are {ref_w}x{ref_h} "
-                       "(a different aspect ratio: is it registered to this RGB camera?)")  # fmt: skip
+        raise BagError(
+            f"{bag}: mismatched sizes: {what} is {w}x{h} but the RGB images are {ref_w}x{ref_h} "
+            "(a different aspect ratio: is it registered to this RGB camera?)"
+        )
+
 
 def scan_bag(index: int, path: str, opts: ConvertOptions, split_of_bag: str | None) -> dict:
     """Read the headers of one bag and plan its shards. Never raises: problems go to ``error``."""
     t0 = time.time()
-    res = {"index": index, "path": str(path), "name": Path(path).name, "error": None, "warnings": [],
-           "counts": {}, "shards": []}  # fmt: skip
+    res = {
+        "index": index,
+        "path": str(path),
+        "name": Path(path).name,
+        "error": None,
+        "warnings": [],
+        "counts": {},
+        "shards": [],
+    }
     try:
         src = resolve_bag(path)
         res.update(name=src.name, kind=src.kind, path=str(src.path))
@@ -122,8 +151,9 @@ def _scan(reader, src, opts: ConvertOptions, split_of_bag, res: dict) -> None:
     name = src.name
     topics = {t: info.msgtype for t, info in reader.topics.items()}
     labeled = opts.mode != "unlabeled"
-    rgb_t, depth_t, info_t = select_topics(topics, name, opts.rgb_topic, opts.depth_topic, opts.info_topic,
-                                           need_depth=labeled)  # fmt: skip
+    rgb_t, depth_t, info_t = select_topics(
+        topics, name, opts.rgb_topic, opts.depth_topic, opts.info_topic, need_depth=labeled
+    )
     res["topics"] = {"rgb": rgb_t, "depth": depth_t, "camera_info": info_t}
     res["msgtypes"] = {k: topics[t] for k, t in res["topics"].items() if t}
     if opts.mode in ("real-defocus", "unlabeled"):
@@ -149,8 +179,12 @@ def _read_headers(reader, src, rgb_t: str, depth_t: str | None, info_t: str | No
     wanted = {t for t in (rgb_t, depth_t, info_t) if t}
     conns = [c for c in reader.connections if c.topic in wanted]
     total = sum(c.msgcount for c in conns)
-    hdr = {"lists": {"rgb": [], "depth": []}, "frame_ids": {"rgb": Counter(), "depth": Counter()}, "first": {},
-           "infos": []}  # fmt: skip
+    hdr = {
+        "lists": {"rgb": [], "depth": []},
+        "frame_ids": {"rgb": Counter(), "depth": Counter()},
+        "first": {},
+        "infos": [],
+    }
     n = 0
     try:
         for c, log_ns, raw in reader.messages(connections=conns):
@@ -198,8 +232,12 @@ def _read_image_header(reader, src, c, raw, log_ns: int, kind: str, hdr: dict, r
         except FrameError as exc:
             raise BagError(f"{src.name}: {c.topic}: {exc}") from None
         enc = getattr(m, "encoding", None) or getattr(m, "format", "")
-        hdr["first"][kind] = {"width": int(arr.shape[1]), "height": int(arr.shape[0]), "encoding": str(enc),
-                              "frame_id": fid}  # fmt: skip
+        hdr["first"][kind] = {
+            "width": int(arr.shape[1]),
+            "height": int(arr.shape[0]),
+            "encoding": str(enc),
+            "frame_id": fid,
+        }
     hdr["lists"][kind].append((st, log_ns))
     hdr["frame_ids"][kind][fid] += 1
 
@@ -227,14 +265,19 @@ def _frame_stamps(hdr: dict, res: dict, labeled: bool, rgb_t: str, depth_t: str 
     return rgb, depth
 
 
-def _registration(hdr: dict, opts: ConvertOptions, res: dict, labeled: bool, rgb_t: str, depth_t: str | None,
-                  name: str) -> dict:  # fmt: skip
+def _registration(
+    hdr: dict, opts: ConvertOptions, res: dict, labeled: bool, rgb_t: str, depth_t: str | None, name: str
+) -> dict:
     """The camera record (frame_id, size, encodings): depth must be registered to the RGB frames;
     the stored size is the smaller of the two (and at most ``--long-side``)."""
     first, frame_ids = hdr["first"], hdr["frame_ids"]
     rgb_fid = frame_ids["rgb"].most_common(1)[0][0]
-    cam = {"frame_id": rgb_fid, "width": first["rgb"]["width"], "height": first["rgb"]["height"],
-           "encoding": first["rgb"]["encoding"]}  # fmt: skip
+    cam = {
+        "frame_id": rgb_fid,
+        "width": first["rgb"]["width"],
+        "height": first["rgb"]["height"],
+        "encoding": first["rgb"]["encoding"],
+    }
     W, H = cam["width"], cam["height"]
     tw, th = W, H
     if labeled:
@@ -244,15 +287,17 @@ def _registration(hdr: dict, opts: ConvertOptions, res: dict, labeled: bool, rgb
                 f"{name}: the depth frames ({depth_t}, frame_id {d_fid!r}) are not registered to the RGB frames "
                 f"({rgb_t}, frame_id {rgb_fid!r}): record depth aligned to the colour camera (RealSense: "
                 "align_depth.enable:=true -> /camera/aligned_depth_to_color/image_raw), or pass "
-                "--assume-registered if it is registered despite the frame_id")  # fmt: skip
+                "--assume-registered if it is registered despite the frame_id"
+            )
         dw, dh = first["depth"]["width"], first["depth"]["height"]
         cam.update(depth_encoding=first["depth"]["encoding"], depth_frame_id=d_fid, depth_size=[dw, dh])
         if (dw, dh) != (W, H):
             _size_check(name, f"the depth ({depth_t})", dw, dh, W, H)
             if dw < W:  # registered depth at a lower resolution: the RGB is resized to it (fx with it)
                 tw, th = dw, dh
-            res["warnings"].append(f"depth {dw}x{dh} and RGB {W}x{H} differ in size: both are stored at the "
-                                   f"smaller size with fx rescaled")  # fmt: skip
+            res["warnings"].append(
+                f"depth {dw}x{dh} and RGB {W}x{H} differ in size: both are stored at the smaller size with fx rescaled"
+            )
     if opts.long_side and max(tw, th) > opts.long_side:
         s = opts.long_side / max(tw, th)
         tw, th = max(1, round(tw * s)), max(1, round(th * s))
@@ -274,8 +319,10 @@ def _fx_lookup(hdr: dict, opts: ConvertOptions, cam: dict, rgb_t: str, info_t: s
     i_st = np.array([x[0] for x in infos], dtype=np.int64)
     ci = hdr["first"]["info"]
     if ci["fx"] <= 0 or ci["width"] <= 0 or ci["height"] <= 0:
-        raise BagError(f"{name}: CameraInfo ({info_t}) has no calibration (K[0] = {ci['fx']}, "
-                       f"{ci['width']}x{ci['height']}): calibrate the camera or pass --fx")  # fmt: skip
+        raise BagError(
+            f"{name}: CameraInfo ({info_t}) has no calibration (K[0] = {ci['fx']}, "
+            f"{ci['width']}x{ci['height']}): calibrate the camera or pass --fx"
+        )
     _size_check(name, f"the CameraInfo ({info_t})", ci["width"], ci["height"], W, H)
     cam.update({k: ci[k] for k in ("fx", "fy", "cx", "cy", "distortion_model", "d")})
     cam["info_size"] = [ci["width"], ci["height"]]

@@ -35,8 +35,13 @@ def scene_frames(n: int, seed: int = 0, config=None, batch: int = 8) -> dict:
     def u8(x):
         return (x.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).byte().numpy()
 
-    return {"image": u8(b["image"]), "aif": u8(b["aif"]), "depth": b["depth"][:, 0].numpy().astype(np.float32),
-            "lens": b["lens"].numpy(), "fx": b["fx"].numpy()}  # fmt: skip
+    return {
+        "image": u8(b["image"]),
+        "aif": u8(b["aif"]),
+        "depth": b["depth"][:, 0].numpy().astype(np.float32),
+        "lens": b["lens"].numpy(),
+        "fx": b["fx"].numpy(),
+    }
 
 
 def _stamp(ts, ns: int):
@@ -58,13 +63,29 @@ def depth_to_encoding(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     return np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, np.nan).astype(np.float32)
 
 
-def write_synthetic_bag(path, frames: dict | None = None, n: int = 8, seed: int = 0, storage: str = "mcap",
-                        fps: float = 10.0, depth_encoding: str = "16UC1", rgb_encoding: str = "rgb8",
-                        image: str = "focused", t0_ns: int = 1_700_000_000_000_000_000, depth_offset_ns: int = 0,
-                        drop_rgb=(), drop_depth=(), with_depth: bool = True, with_info: bool = True,
-                        rgb_frame_id: str = "camera_color_optical_frame", depth_frame_id: str | None = None,
-                        depth_size: tuple | None = None, invalid_fraction: float = 0.02,
-                        info_size: tuple | None = None, typestore_name: str | None = None) -> dict:  # fmt: skip
+def write_synthetic_bag(
+    path,
+    frames: dict | None = None,
+    n: int = 8,
+    seed: int = 0,
+    storage: str = "mcap",
+    fps: float = 10.0,
+    depth_encoding: str = "16UC1",
+    rgb_encoding: str = "rgb8",
+    image: str = "focused",
+    t0_ns: int = 1_700_000_000_000_000_000,
+    depth_offset_ns: int = 0,
+    drop_rgb=(),
+    drop_depth=(),
+    with_depth: bool = True,
+    with_info: bool = True,
+    rgb_frame_id: str = "camera_color_optical_frame",
+    depth_frame_id: str | None = None,
+    depth_size: tuple | None = None,
+    invalid_fraction: float = 0.02,
+    info_size: tuple | None = None,
+    typestore_name: str | None = None,
+) -> dict:
     """Write a bag and return the ground truth as written.
 
     Args:
@@ -87,8 +108,9 @@ def write_synthetic_bag(path, frames: dict | None = None, n: int = 8, seed: int 
     frames = frames if frames is not None else scene_frames(n, seed)
     n = len(frames["fx"])
     ros1 = storage == "ros1"
-    ts = get_typestore(Stores(typestore_name) if typestore_name else (Stores.ROS1_NOETIC if ros1 else
-                                                                         Stores.ROS2_JAZZY))  # fmt: skip
+    ts = get_typestore(
+        Stores(typestore_name) if typestore_name else (Stores.ROS1_NOETIC if ros1 else Stores.ROS2_JAZZY)
+    )
     rgb_all = frames["image"] if image == "focused" else frames["aif"]
     h, w = rgb_all.shape[1:3]
     rng = np.random.default_rng(seed + 17)
@@ -119,13 +141,20 @@ def write_synthetic_bag(path, frames: dict | None = None, n: int = 8, seed: int 
         fx = float(frames["fx"][i]) * iw / w
         k = np.array([fx, 0, iw / 2, 0, fx, ih / 2, 0, 0, 1], dtype=np.float64)
         p = np.array([fx, 0, iw / 2, 0, 0, fx, ih / 2, 0, 0, 0, 1, 0], dtype=np.float64)
-        kw = dict(header=_header(ts, stamp, rgb_frame_id, ros1), height=ih, width=iw, distortion_model="plumb_bob",
-                  binning_x=0, binning_y=0, roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        kw = dict(
+            header=_header(ts, stamp, rgb_frame_id, ros1),
+            height=ih,
+            width=iw,
+            distortion_model="plumb_bob",
+            binning_x=0,
+            binning_y=0,
+            roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
         if ros1:
             kw.update(D=np.zeros(5), K=k, R=np.eye(3).ravel(), P=p)
         else:
             kw.update(d=np.zeros(5), k=k, r=np.eye(3).ravel(), p=p)
-        return Info(**kw)  # fmt: skip
+        return Info(**kw)
 
     def messages():
         for i in range(n):
@@ -134,13 +163,22 @@ def write_synthetic_bag(path, frames: dict | None = None, n: int = 8, seed: int 
                 rgb = rgb_all[i]
                 if compressed:
                     ok, buf = cv2.imencode("." + ("jpg" if rgb_encoding == "jpeg" else "png"), rgb[:, :, ::-1])
-                    msg = Compressed(header=_header(ts, st, rgb_frame_id, ros1),
-                                     format=f"rgb8; {rgb_encoding} compressed bgr8",
-                                     data=np.frombuffer(buf.tobytes(), np.uint8))  # fmt: skip
+                    msg = Compressed(
+                        header=_header(ts, st, rgb_frame_id, ros1),
+                        format=f"rgb8; {rgb_encoding} compressed bgr8",
+                        data=np.frombuffer(buf.tobytes(), np.uint8),
+                    )
                 else:
                     data = rgb if rgb_encoding == "rgb8" else rgb[:, :, ::-1]
-                    msg = Image(header=_header(ts, st, rgb_frame_id, ros1), height=h, width=w, encoding=rgb_encoding,
-                                is_bigendian=0, step=w * 3, data=np.ascontiguousarray(data).reshape(-1))  # fmt: skip
+                    msg = Image(
+                        header=_header(ts, st, rgb_frame_id, ros1),
+                        height=h,
+                        width=w,
+                        encoding=rgb_encoding,
+                        is_bigendian=0,
+                        step=w * 3,
+                        data=np.ascontiguousarray(data).reshape(-1),
+                    )
                 yield rgb_topic, rgb_type, st, msg
             if with_info:
                 yield INFO_TOPIC, Info.__msgtype__, st, info_msg(i, st)
@@ -148,9 +186,15 @@ def write_synthetic_bag(path, frames: dict | None = None, n: int = 8, seed: int 
                 dst = st + depth_offset_ns
                 d = depth_raw[i]
                 bpp = 2 if depth_encoding == "16UC1" else 4
-                msg = Image(header=_header(ts, dst, depth_frame_id or rgb_frame_id, ros1), height=d.shape[0],
-                            width=d.shape[1], encoding=depth_encoding, is_bigendian=0, step=d.shape[1] * bpp,
-                            data=np.frombuffer(d.tobytes(), np.uint8))  # fmt: skip
+                msg = Image(
+                    header=_header(ts, dst, depth_frame_id or rgb_frame_id, ros1),
+                    height=d.shape[0],
+                    width=d.shape[1],
+                    encoding=depth_encoding,
+                    is_bigendian=0,
+                    step=d.shape[1] * bpp,
+                    data=np.frombuffer(d.tobytes(), np.uint8),
+                )
                 yield DEPTH_TOPIC, Image.__msgtype__, dst + 1_000_000, msg  # received 1 ms after the stamp
 
     path = Path(path)
@@ -174,5 +218,12 @@ def write_synthetic_bag(path, frames: dict | None = None, n: int = 8, seed: int 
                     conns[topic] = wr.add_connection(topic, typ, typestore=ts)
                 wr.write(conns[topic], t, ser(msg, typ))
                 written.append(topic)
-    return {"image": rgb_all, "aif": frames["aif"], "depth_raw": depth_raw, "stamps": stamps,
-            "lens": frames["lens"], "fx": frames["fx"], "rgb_topic": rgb_topic}  # fmt: skip
+    return {
+        "image": rgb_all,
+        "aif": frames["aif"],
+        "depth_raw": depth_raw,
+        "stamps": stamps,
+        "lens": frames["lens"],
+        "fx": frames["fx"],
+        "rgb_topic": rgb_topic,
+    }

@@ -27,15 +27,18 @@ def _fill_invalid(depth_m: np.ndarray) -> np.ndarray:
     valid = np.isfinite(depth_m) & (depth_m > 0)
     if valid.all() or not valid.any():
         return np.where(valid, depth_m, 1.0).astype(np.float32)
-    _, labels = cv2.distanceTransformWithLabels((~valid).astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)  # fmt: skip
+    _, labels = cv2.distanceTransformWithLabels(
+        (~valid).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
     ys, xs = np.nonzero(valid)
     lut = np.zeros(labels.max() + 1, np.float32)
     lut[labels[ys, xs]] = depth_m[ys, xs]
     return np.where(valid, depth_m, lut[labels]).astype(np.float32)
 
-def render_frame(rgb: np.ndarray, depth_m: np.ndarray, fx: float, opts: ConvertOptions,
-                 rng: np.random.Generator, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+
+def render_frame(
+    rgb: np.ndarray, depth_m: np.ndarray, fx: float, opts: ConvertOptions, rng: np.random.Generator, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """``opts.renders`` focused images (K, H, W, 3) uint8 and their lens settings (K, 3) from an
     all-in-focus frame and its depth, with the package's occlusion-aware renderer."""
     import torch
@@ -82,8 +85,9 @@ def shard_done(out: Path, name: str) -> bool:
     return (out / name).is_file() or (out / STATE_DIR / (name + ".empty.json")).is_file()
 
 
-def _prepared_frame(fr: dict, buf: dict, scan: dict, opts: ConvertOptions, rgb_t: str, depth_t: str | None,
-                    scale: float):  # fmt: skip
+def _prepared_frame(
+    fr: dict, buf: dict, scan: dict, opts: ConvertOptions, rgb_t: str, depth_t: str | None, scale: float
+):
     """A planned frame's (RGB at the stored size, depth as stored, fx at the stored size), or
     (the reason it is skipped, an example message or None)."""
     import cv2
@@ -131,8 +135,9 @@ def _build_shard(shard: dict, buf: dict, scan: dict, opts: ConvertOptions, rgb_t
         rgb, dep, fx = got
         if opts.mode == "render":
             rng = seeded_rng(opts.seed, f"render:{scan['name']}:{fr['stamp']}")
-            out, lens = render_frame(rgb, (dep.astype(np.float64) * scale).astype(np.float32), fx, opts, rng,
-                                     opts.device)  # fmt: skip
+            out, lens = render_frame(
+                rgb, (dep.astype(np.float64) * scale).astype(np.float32), fx, opts, rng, opts.device
+            )
             imgs += list(out)
             lenses += list(lens)
             aifs += [rgb] * len(out)
@@ -145,18 +150,30 @@ def _build_shard(shard: dict, buf: dict, scan: dict, opts: ConvertOptions, rgb_t
         stamps += [fr["stamp"]] * n_new
         report_progress("frames", 1)
     report_progress("frames", sum(skipped.values()))
-    meta = {"format_version": FORMAT_VERSION, "bag": scan["name"], "bag_index": scan["index"],
-            "split": shard["split"], "mode": opts.mode, "frames_planned": len(shard["frames"]),
-            "frames_written": len(shard["frames"]) - sum(skipped.values()), "samples": len(imgs),
-            "skipped": dict(skipped), "skip_examples": reasons}  # fmt: skip
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "bag": scan["name"],
+        "bag_index": scan["index"],
+        "split": shard["split"],
+        "mode": opts.mode,
+        "frames_planned": len(shard["frames"]),
+        "frames_written": len(shard["frames"]) - sum(skipped.values()),
+        "samples": len(imgs),
+        "skipped": dict(skipped),
+        "skip_examples": reasons,
+    }
     if not imgs:
         return None, meta
     arrays = {
-        "image": np.stack(imgs), "depth": np.stack(depths), "lens": np.asarray(lenses, np.float32),
-        "fx": np.asarray(fxs, np.float32), "layout": np.full(len(imgs), -1, np.int64),
-        "stamp_ns": np.asarray(stamps, np.int64), "depth_scale": np.float64(scale),
+        "image": np.stack(imgs),
+        "depth": np.stack(depths),
+        "lens": np.asarray(lenses, np.float32),
+        "fx": np.asarray(fxs, np.float32),
+        "layout": np.full(len(imgs), -1, np.int64),
+        "stamp_ns": np.asarray(stamps, np.int64),
+        "depth_scale": np.float64(scale),
         "meta": np.array(json.dumps(meta)),
-    }  # fmt: skip
+    }
     if aifs and opts.keep_aif:
         arrays["aif"] = np.stack(aifs)
     return arrays, meta
@@ -183,13 +200,18 @@ def write_task(scan: dict, shard_names: list, opts: ConvertOptions) -> dict:
     pending = list(todo)
 
     def flush(force=False):
-        while pending and (force or all((rgb_t, *fr["rgb"]) in buf and (not fr["depth"] or (depth_t, *fr["depth"])
-                                                                           in buf) for fr in pending[0]["frames"])):
+        while pending and (
+            force
+            or all(
+                (rgb_t, *fr["rgb"]) in buf and (not fr["depth"] or (depth_t, *fr["depth"]) in buf)
+                for fr in pending[0]["frames"]
+            )
+        ):
             shard = pending.pop(0)
             arrays, meta = _build_shard(shard, buf, scan, opts, rgb_t, depth_t)
             _save(out, shard["name"], arrays, meta, opts, scan["name"], len(res["written"]))
             res["written"].append(shard["name"])
-            res["frames"] += len(shard["frames"])  # fmt: skip
+            res["frames"] += len(shard["frames"])
 
     try:
         src = resolve_bag(scan["path"])
@@ -226,6 +248,7 @@ def write_task(scan: dict, shard_names: list, opts: ConvertOptions) -> dict:
         res["error"] = f"{scan['name']}: unexpected error while writing: {type(exc).__name__}: {exc}"
     return res
 
+
 def _save(out: Path, name: str, arrays, meta: dict, opts: ConvertOptions, bag: str, n_before: int) -> None:
     try:
         if arrays is None:
@@ -234,5 +257,8 @@ def _save(out: Path, name: str, arrays, meta: dict, opts: ConvertOptions, bag: s
             write_shard(out / name, compression=opts.compress, **arrays)
     except OSError as exc:
         what = "disk full" if exc.errno == 28 else (exc.strerror or str(exc))
-        raise OSError(exc.errno, f"{bag}: cannot write {out / name}: {what}; the shards written before are "
-                                 "intact; free space and re-run the same command to continue") from None
+        raise OSError(
+            exc.errno,
+            f"{bag}: cannot write {out / name}: {what}; the shards written before are "
+            "intact; free space and re-run the same command to continue",
+        ) from None

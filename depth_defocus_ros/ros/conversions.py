@@ -16,9 +16,18 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from ..imagecodec import SUPPORTED_ENCODINGS, DecodeError, decode_compressed, decode_image
 from .pointcloud import POINT_DTYPE, Intrinsics
 
-__all__ = ["BadInput", "SUPPORTED_ENCODINGS", "image_to_rgb", "compressed_to_rgb", "numpy_to_image",
-           "image_to_numpy", "check_camera_info", "camera_info_from_intrinsics", "points_to_pointcloud2",
-           "pointcloud2_to_array"]  # fmt: skip
+__all__ = [
+    "BadInput",
+    "SUPPORTED_ENCODINGS",
+    "image_to_rgb",
+    "compressed_to_rgb",
+    "numpy_to_image",
+    "image_to_numpy",
+    "check_camera_info",
+    "camera_info_from_intrinsics",
+    "points_to_pointcloud2",
+    "pointcloud2_to_array",
+]
 
 # one decoder for every path (node, converter, CLI): depth_defocus_ros/imagecodec.py
 BadInput = DecodeError  # an input message the node skips; ``kind`` is its diagnostics counter
@@ -43,8 +52,14 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     return _processable(decode_compressed(msg.format, msg.data))
 
 
-_NUMPY_ENCODINGS = {"32FC1": (np.float32, 1), "bgr8": (np.uint8, 3), "rgb8": (np.uint8, 3), "mono8": (np.uint8, 1),
-                    "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1)}  # fmt: skip
+_NUMPY_ENCODINGS = {
+    "32FC1": (np.float32, 1),
+    "bgr8": (np.uint8, 3),
+    "rgb8": (np.uint8, 3),
+    "mono8": (np.uint8, 1),
+    "16UC1": (np.uint16, 1),
+    "mono16": (np.uint16, 1),
+}
 
 
 def numpy_to_image(arr: np.ndarray, encoding: str, header=None) -> Image:
@@ -110,8 +125,10 @@ def points_to_pointcloud2(points: np.ndarray, header=None) -> PointCloud2:
     if header is not None:
         msg.header = header
     msg.height, msg.width = pts.shape
-    msg.fields = [PointField(name=n, offset=POINT_DTYPE.fields[n][1], datatype=PointField.FLOAT32, count=1)
-                  for n in POINT_DTYPE.names]  # fmt: skip
+    msg.fields = [
+        PointField(name=n, offset=POINT_DTYPE.fields[n][1], datatype=PointField.FLOAT32, count=1)
+        for n in POINT_DTYPE.names
+    ]
     msg.is_bigendian = False
     msg.point_step = POINT_DTYPE.itemsize
     msg.row_step = msg.point_step * msg.width
@@ -120,15 +137,28 @@ def points_to_pointcloud2(points: np.ndarray, header=None) -> PointCloud2:
     return msg
 
 
-_PF_DTYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2", PointField.UINT16: "u2",
-              PointField.INT32: "i4", PointField.UINT32: "u4", PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
+_PF_DTYPES = {
+    PointField.INT8: "i1",
+    PointField.UINT8: "u1",
+    PointField.INT16: "i2",
+    PointField.UINT16: "u2",
+    PointField.INT32: "i4",
+    PointField.UINT32: "u4",
+    PointField.FLOAT32: "f4",
+    PointField.FLOAT64: "f8",
+}
 
 
 def pointcloud2_to_array(msg: PointCloud2) -> np.ndarray:
     """(height, width) structured array with the message's fields (any layout, either byte order)."""
     order = ">" if msg.is_bigendian else "<"
-    dt = np.dtype({"names": [f.name for f in msg.fields],
-                   "formats": [order + _PF_DTYPES[f.datatype] for f in msg.fields],
-                   "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})  # fmt: skip
+    dt = np.dtype(
+        {
+            "names": [f.name for f in msg.fields],
+            "formats": [order + _PF_DTYPES[f.datatype] for f in msg.fields],
+            "offsets": [f.offset for f in msg.fields],
+            "itemsize": msg.point_step,
+        }
+    )
     rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.row_step)[:, : msg.width * msg.point_step]
     return np.ascontiguousarray(rows).view(dt).reshape(msg.height, msg.width)

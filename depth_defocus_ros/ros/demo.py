@@ -38,19 +38,33 @@ OUTPUTS = ("depth/image", "depth/camera_info", "defocus/image", "depth/preview",
 def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``demo`` subcommand to the ``depth-defocus`` CLI."""
     dm = subparsers.add_parser(
-        "demo", help="ROS 2 demo: sample camera -> depth_defocus_node -> files (one process, real rclpy)",
-        description=__doc__.split("\n\n")[1])  # fmt: skip
+        "demo",
+        help="ROS 2 demo: sample camera -> depth_defocus_node -> files (one process, real rclpy)",
+        description=__doc__.split("\n\n")[1],
+    )
     dm.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     dm.add_argument("--model", default=None, help="checkpoint (default: the shipped weights)")
     dm.add_argument("--device", default="auto", help="auto | cuda | cpu (default: auto)")
-    dm.add_argument("--frames", type=positive("--frames", int), default=4,
-                    help="frames to publish; the samples repeat (default: 4, one pass)")  # fmt: skip
-    dm.add_argument("--rate", type=positive("--rate"), default=None,
-                    help="publishing rate in Hz (default: rate_hz of the samples' camera.yaml)")  # fmt: skip
+    dm.add_argument(
+        "--frames",
+        type=positive("--frames", int),
+        default=4,
+        help="frames to publish; the samples repeat (default: 4, one pass)",
+    )
+    dm.add_argument(
+        "--rate",
+        type=positive("--rate"),
+        default=None,
+        help="publishing rate in Hz (default: rate_hz of the samples' camera.yaml)",
+    )
     dm.add_argument("--samples", default=None, help="folder with frame_NNN.png and camera.yaml (default: bundled)")
     dm.add_argument("--uncertainty", action="store_true", help="also publish depth/uncertainty")
-    dm.add_argument("--max-depth", type=positive("--max-depth"), default=20.0,
-                    help="the node's max_depth_m, the far end of the working range (m; default 20)")
+    dm.add_argument(
+        "--max-depth",
+        type=positive("--max-depth"),
+        default=20.0,
+        help="the node's max_depth_m, the far end of the working range (m; default 20)",
+    )
     dm.add_argument("--timeout", type=positive("--timeout"), default=300.0, help="give up after this many seconds")
     dm.set_defaults(func=run_demo)
     return dm
@@ -110,8 +124,9 @@ def run_demo(args) -> int:
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     h, w = frames[0][1].shape[:2]
-    intr = Intrinsics(float(cam["fx"]), float(cam.get("fy", cam["fx"])), float(cam.get("cx", w / 2)),
-                      float(cam.get("cy", h / 2)))  # fmt: skip
+    intr = Intrinsics(
+        float(cam["fx"]), float(cam.get("fy", cam["fx"])), float(cam.get("cx", w / 2)), float(cam.get("cy", h / 2))
+    )
     frame_id = str(cam.get("frame_id", "camera_optical_frame"))
 
     class Player(Node):
@@ -136,9 +151,13 @@ def run_demo(args) -> int:
             if n and not (node.idle() and node.stats.counts["frames_out"] >= n):
                 return  # the previous frame is still being processed with its lens: wait
             name, rgb, _, lens = frames[n % len(frames)]
-            node.set_parameters([Parameter("focal_length_mm", value=lens.focal_length_m * 1000.0),
-                                 Parameter("f_number", value=lens.f_number),
-                                 Parameter("focus_distance_m", value=lens.focus_distance_m)])  # fmt: skip
+            node.set_parameters(
+                [
+                    Parameter("focal_length_mm", value=lens.focal_length_m * 1000.0),
+                    Parameter("f_number", value=lens.f_number),
+                    Parameter("focus_distance_m", value=lens.focus_distance_m),
+                ]
+            )
             img = numpy_to_image(rgb, "rgb8")
             img.header.frame_id = frame_id
             img.header.stamp = self.get_clock().now().to_msg()
@@ -154,8 +173,10 @@ def run_demo(args) -> int:
         def __init__(self, context):
             super().__init__("demo_listener", namespace=DEMO_NAMESPACE, context=context)
             types = {"depth/camera_info": CameraInfo, "points": PointCloud2}
-            self.subs = [self.create_subscription(types.get(t, Image), t, lambda m, t=t: self.on_msg(t, m), reliable)
-                         for t in OUTPUTS]  # fmt: skip
+            self.subs = [
+                self.create_subscription(types.get(t, Image), t, lambda m, t=t: self.on_msg(t, m), reliable)
+                for t in OUTPUTS
+            ]
             self.pending: dict[int, dict] = {}
             self.done: list[dict] = []
             self.figures: list = []
@@ -182,10 +203,14 @@ def run_demo(args) -> int:
             cv2.imwrite(str(out / f"defocus_{n:03d}.png"), defocus_png)
             mm = np.where(np.isfinite(depth), np.clip(depth * 1000.0, 0, 65535), 0).astype(np.uint16)
             cv2.imwrite(str(out / f"depth_{n:03d}_mm.png"), mm)
-            rec = {"frame": n, "sample": name, "latency_ms": got["latency_s"] * 1000.0,
-                   "valid_fraction": float(np.isfinite(depth).mean()),
-                   "depth_median_m": float(np.nanmedian(depth)) if np.isfinite(depth).any() else None,
-                   "coc_median_px": float(np.median(defocus))}  # fmt: skip
+            rec = {
+                "frame": n,
+                "sample": name,
+                "latency_ms": got["latency_s"] * 1000.0,
+                "valid_fraction": float(np.isfinite(depth).mean()),
+                "depth_median_m": float(np.nanmedian(depth)) if np.isfinite(depth).any() else None,
+                "coc_median_px": float(np.median(defocus)),
+            }
             if sample is not None and sample[2] is not None:
                 from ..realeval import case_metrics
 
@@ -197,10 +222,14 @@ def run_demo(args) -> int:
             rec["t_recv"] = got["t_recv"]
             self.done.append(rec)
             self.last = (n, name, got["points"])
-            print(f"  frame {n} ({name}): " + (f"CoC MAE {rec['coc_mae']:.2f} px, " if "coc_mae" in rec else "")
-                  + (f"AbsRel {rec['abs_rel']:.3f} " if "abs_rel" in rec else "")
-                  + (f"on {rec['coverage']:.0%} of the pixels, " if "coverage" in rec else "")
-                  + f"latency {rec['latency_ms']:.0f} ms", flush=True)  # fmt: skip
+            print(
+                f"  frame {n} ({name}): "
+                + (f"CoC MAE {rec['coc_mae']:.2f} px, " if "coc_mae" in rec else "")
+                + (f"AbsRel {rec['abs_rel']:.3f} " if "abs_rel" in rec else "")
+                + (f"on {rec['coverage']:.0%} of the pixels, " if "coverage" in rec else "")
+                + f"latency {rec['latency_ms']:.0f} ms",
+                flush=True,
+            )
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=[])
@@ -225,9 +254,12 @@ def run_demo(args) -> int:
         executor = SingleThreadedExecutor(context=ctx)
         for n in nodes:
             executor.add_node(n)
-        print(f"depth-defocus demo: {args.frames} frames of {len(frames)} samples ({w}x{h}) at {rate:g} Hz -> "
-              f"{node.get_namespace()}/... ; model {node.model_name} on {node.device} "
-              f"({'fp16' if node.half else 'fp32'})", flush=True)  # fmt: skip
+        print(
+            f"depth-defocus demo: {args.frames} frames of {len(frames)} samples ({w}x{h}) at {rate:g} Hz -> "
+            f"{node.get_namespace()}/... ; model {node.model_name} on {node.device} "
+            f"({'fp16' if node.half else 'fp32'})",
+            flush=True,
+        )
 
         deadline = time.monotonic() + args.timeout
         connected_by = time.monotonic() + 10.0
@@ -322,18 +354,25 @@ def _summary(args, rate, size, node, player, listener, timed_out) -> dict:
 
 
 def _print_summary(s: dict, out: Path) -> None:
-    print(f"frames: published {s['frames_published']}, received by the node {s['frames_in']}, processed "
-          f"{s['frames_processed']}, dropped {s['frames_dropped']} (latest frame wins), bad {s['bad_input']}; "
-          f"outputs received {s['frames_out']}")  # fmt: skip
-    print(f"rate: {s['output_fps']:.2f} fps out at {s['rate_hz']:g} Hz in; latency camera stamp -> points received: "
-          f"mean {s['latency_ms_mean']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms "
-          f"(node processing {s['node_processing_ms_mean']:.0f} ms)")  # fmt: skip
+    print(
+        f"frames: published {s['frames_published']}, received by the node {s['frames_in']}, processed "
+        f"{s['frames_processed']}, dropped {s['frames_dropped']} (latest frame wins), bad {s['bad_input']}; "
+        f"outputs received {s['frames_out']}"
+    )
+    print(
+        f"rate: {s['output_fps']:.2f} fps out at {s['rate_hz']:g} Hz in; latency camera stamp -> points received: "
+        f"mean {s['latency_ms_mean']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms "
+        f"(node processing {s['node_processing_ms_mean']:.0f} ms)"
+    )
     if s["coc_mae_mean"] is not None:
         absrel = "-" if s["abs_rel_mean"] is None else f"{s['abs_rel_mean']:.3f}"
-        print(f"against the measured depth: CoC MAE {s['coc_mae_mean']:.2f} px; AbsRel {absrel} on the published "
-              f"pixels ({s['coverage_mean']:.0%} of the valid pixels on average)")
+        print(
+            f"against the measured depth: CoC MAE {s['coc_mae_mean']:.2f} px; AbsRel {absrel} on the published "
+            f"pixels ({s['coverage_mean']:.0%} of the valid pixels on average)"
+        )
     if s["timed_out"]:
         print("warning: timed out before all outputs arrived", file=sys.stderr)
     ply = f" ({s['ply_points']} points)" if s.get("ply_points") else ""
-    print(f"wrote {out}/: depth_NNN.png, depth_NNN_mm.png, defocus_NNN.png, points.ply{ply}, overview.png, "
-          "summary.json")
+    print(
+        f"wrote {out}/: depth_NNN.png, depth_NNN_mm.png, defocus_NNN.png, points.ply{ply}, overview.png, summary.json"
+    )

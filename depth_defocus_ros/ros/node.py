@@ -53,11 +53,24 @@ __all__ = ["DepthDefocusNode", "main", "OUTPUT_TOPICS", "INPUT_TOPICS", "BAD_INP
 
 NODE_NAME = "depth_defocus_node"
 INPUT_TOPICS = {"image": Image, "image/compressed": CompressedImage, "camera_info": CameraInfo}
-OUTPUT_TOPICS = {"depth/image": Image, "depth/camera_info": CameraInfo, "defocus/image": Image,
-                 "depth/uncertainty": Image, "depth/preview": Image, "defocus/preview": Image,
-                 "points": PointCloud2}  # fmt: skip
-BAD_INPUT_KINDS = ("unsupported_encoding", "bad_data_length", "zero_size", "corrupt_compressed",
-                   "camera_info_invalid", "camera_info_mismatch", "frame_id_changed")  # fmt: skip
+OUTPUT_TOPICS = {
+    "depth/image": Image,
+    "depth/camera_info": CameraInfo,
+    "defocus/image": Image,
+    "depth/uncertainty": Image,
+    "depth/preview": Image,
+    "defocus/preview": Image,
+    "points": PointCloud2,
+}
+BAD_INPUT_KINDS = (
+    "unsupported_encoding",
+    "bad_data_length",
+    "zero_size",
+    "corrupt_compressed",
+    "camera_info_invalid",
+    "camera_info_mismatch",
+    "frame_id_changed",
+)
 FRAME_ID_RELOCK = 30  # a new frame_id seen in this many frames in a row is taken as the camera's new frame
 LOG_EVERY_S = 5.0  # at most one log line per kind of bad input in this period
 
@@ -211,7 +224,8 @@ class DepthDefocusNode(Node):
             f"ready: model {self.model_name} on {self.device} ({'fp16' if self.half else 'fp32'}); subscribed to "
             f"{self._image_sub.topic_name} and {self._info_sub.topic_name} "
             f"({'reliable' if cfg.reliable_qos else 'sensor-data'} QoS); lens {cfg.focal_length_mm} mm "
-            f"f/{cfg.f_number} focused at {cfg.focus_distance_m} m")  # fmt: skip
+            f"f/{cfg.f_number} focused at {cfg.focus_distance_m} m"
+        )
 
     # ---------------------------------------------------------------- callbacks (executor thread)
     def _on_image(self, msg) -> None:
@@ -282,8 +296,15 @@ class DepthDefocusNode(Node):
         intr, info = self._intrinsics(w, h, header.frame_id, cfg)
         t1 = time.monotonic()
         pred = self.estimator.predict(
-            rgb, cfg.lens, intr.fx, uncertainty=cfg.uncertainty or cfg.max_uncertainty_m > 0, focus_side=cfg.focus_side,
-            max_relative_error=cfg.max_relative_error, min_depth_m=cfg.min_depth_m, max_depth_m=cfg.max_depth_m)
+            rgb,
+            cfg.lens,
+            intr.fx,
+            uncertainty=cfg.uncertainty or cfg.max_uncertainty_m > 0,
+            focus_side=cfg.focus_side,
+            max_relative_error=cfg.max_relative_error,
+            min_depth_m=cfg.min_depth_m,
+            max_depth_m=cfg.max_depth_m,
+        )
         t2 = time.monotonic()
         depth = np.asarray(pred.depth, dtype=np.float32)
         invalid = ~np.isfinite(depth) | (depth < cfg.min_depth_m) | (depth > cfg.max_depth_m)
@@ -307,10 +328,12 @@ class DepthDefocusNode(Node):
             pubs["depth/uncertainty"].publish(numpy_to_image(pred.uncertainty, "32FC1", header))
         if wanted("depth/preview"):
             pubs["depth/preview"].publish(
-                numpy_to_image(depth_preview(depth, max(cfg.min_depth_m, 0.05), cfg.max_depth_m), "bgr8", header))
+                numpy_to_image(depth_preview(depth, max(cfg.min_depth_m, 0.05), cfg.max_depth_m), "bgr8", header)
+            )
         if wanted("defocus/preview"):
             pubs["defocus/preview"].publish(
-                numpy_to_image(defocus_preview(pred.defocus, cfg.preview_max_coc_px), "bgr8", header))
+                numpy_to_image(defocus_preview(pred.defocus, cfg.preview_max_coc_px), "bgr8", header)
+            )
         if cfg.publish_points and wanted("points"):
             d = depth
             if cfg.max_uncertainty_m > 0 and pred.uncertainty is not None:
@@ -338,12 +361,17 @@ class DepthDefocusNode(Node):
         else:
             self._other_frame_id, self._other_count = frame_id, 1
         if self._other_count >= FRAME_ID_RELOCK:
-            self.get_logger().warning(f"frame_id changed from '{self._frame_id}' to '{frame_id}' for "
-                                      f"{FRAME_ID_RELOCK} frames in a row: following it")  # fmt: skip
+            self.get_logger().warning(
+                f"frame_id changed from '{self._frame_id}' to '{frame_id}' for "
+                f"{FRAME_ID_RELOCK} frames in a row: following it"
+            )
             self._frame_id, self._other_frame_id, self._other_count = frame_id, None, 0
             return
-        raise BadInput("frame_id_changed", f"frame_id '{frame_id}' differs from the camera's '{self._frame_id}' "
-                       f"(taken as the new frame after {FRAME_ID_RELOCK} frames in a row)")  # fmt: skip
+        raise BadInput(
+            "frame_id_changed",
+            f"frame_id '{frame_id}' differs from the camera's '{self._frame_id}' "
+            f"(taken as the new frame after {FRAME_ID_RELOCK} frames in a row)",
+        )
 
     def _intrinsics(self, w: int, h: int, frame_id: str, cfg: NodeConfig):
         """(Intrinsics, CameraInfo or None) for a w x h frame: the latest CameraInfo received for
@@ -357,9 +385,12 @@ class DepthDefocusNode(Node):
         if latest is not None and found is not latest and self._mismatch_counted is not latest[0]:
             self._mismatch_counted = latest[0]
             m = latest[0]
-            self._bad_input("camera_info_mismatch", f"CameraInfo ({m.width}x{m.height}, frame "
-                            f"'{m.header.frame_id}') does not match the image ({w}x{h}, frame '{frame_id}'): "
-                            "ignored")  # fmt: skip
+            self._bad_input(
+                "camera_info_mismatch",
+                f"CameraInfo ({m.width}x{m.height}, frame "
+                f"'{m.header.frame_id}') does not match the image ({w}x{h}, frame '{frame_id}'): "
+                "ignored",
+            )
         if found is not None:
             self._fallback_warned, self._intr_source = False, "CameraInfo"
             return found[1], found[0]
@@ -367,7 +398,8 @@ class DepthDefocusNode(Node):
             self._fallback_warned = True
             self.get_logger().warning(
                 f"no CameraInfo matching the {w}x{h} image has arrived on {self._info_sub.topic_name}: using the fx "
-                f"parameter ({cfg.fx} px) and the image centre; metric depth is only as right as fx")  # fmt: skip
+                f"parameter ({cfg.fx} px) and the image centre; metric depth is only as right as fx"
+            )
         self._intr_source = "fx parameter"
         return Intrinsics.centred(cfg.fx, w, h), None
 
@@ -393,8 +425,10 @@ class DepthDefocusNode(Node):
         overrides = getattr(self, "_parameter_overrides", {}) or {}
         unknown = sorted(set(overrides) - set(PARAM_NAMES) - {"use_sim_time", "start_type_description_service"})
         if unknown:
-            self.get_logger().warning(f"ignoring unknown parameter(s) {', '.join(unknown)}; this node's parameters "
-                                      f"are: {', '.join(PARAM_NAMES)}")  # fmt: skip
+            self.get_logger().warning(
+                f"ignoring unknown parameter(s) {', '.join(unknown)}; this node's parameters "
+                f"are: {', '.join(PARAM_NAMES)}"
+            )
 
     def _check_lens_ranges(self, cfg: NodeConfig) -> None:
         ranges = getattr(self.estimator, "lens_ranges", None) or {}
@@ -402,8 +436,10 @@ class DepthDefocusNode(Node):
             r = ranges.get(name)
             v = getattr(cfg, name)
             if r and not r[0] <= v <= r[1]:
-                self.get_logger().warning(f"{name} = {v} is outside the range the model was trained on "
-                                          f"({r[0]} .. {r[1]}): expect less accurate depth")  # fmt: skip
+                self.get_logger().warning(
+                    f"{name} = {v} is outside the range the model was trained on "
+                    f"({r[0]} .. {r[1]}): expect less accurate depth"
+                )
 
     def _warm_up(self) -> None:
         """One inference before the first frame, so that it does not pay for allocation / autotuning."""
@@ -433,8 +469,12 @@ class DepthDefocusNode(Node):
             level = max(level, DiagnosticStatus.WARN)
             problems.append(f"no frames on {self._image_sub.topic_name} for 5 s")
         summary = f"{s['output_rate_hz']:.1f} Hz out of {s['input_rate_hz']:.1f} Hz in"
-        st = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: depth estimation",
-                              hardware_id=self.device, message="; ".join(problems) or summary)  # fmt: skip
+        st = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_fully_qualified_name()}: depth estimation",
+            hardware_id=self.device,
+            message="; ".join(problems) or summary,
+        )
         vals = {
             "input_rate_hz": f"{s['input_rate_hz']:.2f}",
             "output_rate_hz": f"{s['output_rate_hz']:.2f}",

@@ -13,8 +13,16 @@ from dataclasses import dataclass, fields
 
 from ..optics import Lens, LensError, validate_fx
 
-__all__ = ["ParamSpec", "PARAMS", "PARAM_NAMES", "NodeConfig", "ConfigError", "declare_parameters",
-           "config_from_values", "load_params_yaml"]  # fmt: skip
+__all__ = [
+    "ParamSpec",
+    "PARAMS",
+    "PARAM_NAMES",
+    "NodeConfig",
+    "ConfigError",
+    "declare_parameters",
+    "config_from_values",
+    "load_params_yaml",
+]
 
 
 class ConfigError(ValueError):
@@ -32,40 +40,76 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "checkpoint (.pt) to load, or 'training-free' (no network); empty = the shipped "
-              "default (models/README.md)", read_only=True),
+    ParamSpec(
+        "model_path",
+        "",
+        "checkpoint (.pt) to load, or 'training-free' (no network); empty = the shipped default (models/README.md)",
+        read_only=True,
+    ),
     ParamSpec("device", "auto", "'auto' (CUDA when present, else CPU), 'cuda', 'cuda:N' or 'cpu'", read_only=True),
     ParamSpec("half", True, "fp16 inference on a GPU (ignored on CPU)", read_only=True),
-    ParamSpec("image_transport", "raw", "'raw': subscribe 'image' (sensor_msgs/Image); 'compressed': subscribe "
-              "'image/compressed' (sensor_msgs/CompressedImage, jpeg or png)", read_only=True,
-              choices=("raw", "compressed")),
-    ParamSpec("reliable_qos", False, "subscribe with reliable QoS instead of the sensor-data QoS (best effort)",
-              read_only=True),
+    ParamSpec(
+        "image_transport",
+        "raw",
+        "'raw': subscribe 'image' (sensor_msgs/Image); 'compressed': subscribe "
+        "'image/compressed' (sensor_msgs/CompressedImage, jpeg or png)",
+        read_only=True,
+        choices=("raw", "compressed"),
+    ),
+    ParamSpec(
+        "reliable_qos",
+        False,
+        "subscribe with reliable QoS instead of the sensor-data QoS (best effort)",
+        read_only=True,
+    ),
     ParamSpec("focus_distance_m", 1.2, "lens focus distance (m), along the optical axis", range=(0.01, 1000.0)),
     ParamSpec("f_number", 1.8, "lens f-number", range=(0.5, 64.0)),
     ParamSpec("focal_length_mm", 35.0, "lens focal length (mm)", range=(0.5, 2000.0)),
-    ParamSpec("fx", 622.2, "focal length in px at the image's resolution; used only while no CameraInfo "
-              "matching the image (size and frame_id) has arrived", range=(1.0, 100000.0)),
-    ParamSpec("min_depth_m", 0.1, "near end of the working range (m): depth below it is NaN in depth/image and "
-              "points, and a side whose depth would fall below it is not taken", range=(0.0, 1000.0)),
-    ParamSpec("max_depth_m", 20.0, "far end of the working range (m): depth beyond it (or beyond the lens' far "
-              "limit) is NaN, and a side whose depth would lie beyond it is not taken", range=(0.0, 1000.0)),
-    ParamSpec("focus_side", "auto", "side of the focus plane the scene lies on: 'auto' (decided per pixel; NaN "
-              "where it cannot be), 'front' (camera focused at or beyond the far end of its working range: the "
-              "best-conditioned set-up), 'behind' (focused at or before the near end)",
-              choices=("auto", "front", "behind")),
-    ParamSpec("max_relative_error", 0.25, "publish depth only where its expected relative error (CoC uncertainty "
-              "through the thin-lens inverse, and the side's) is at most this; the rest is NaN",
-              range=(0.001, 1000.0)),
+    ParamSpec(
+        "fx",
+        622.2,
+        "focal length in px at the image's resolution; used only while no CameraInfo "
+        "matching the image (size and frame_id) has arrived",
+        range=(1.0, 100000.0),
+    ),
+    ParamSpec(
+        "min_depth_m",
+        0.1,
+        "near end of the working range (m): depth below it is NaN in depth/image and "
+        "points, and a side whose depth would fall below it is not taken",
+        range=(0.0, 1000.0),
+    ),
+    ParamSpec(
+        "max_depth_m",
+        20.0,
+        "far end of the working range (m): depth beyond it (or beyond the lens' far "
+        "limit) is NaN, and a side whose depth would lie beyond it is not taken",
+        range=(0.0, 1000.0),
+    ),
+    ParamSpec(
+        "focus_side",
+        "auto",
+        "side of the focus plane the scene lies on: 'auto' (decided per pixel; NaN "
+        "where it cannot be), 'front' (camera focused at or beyond the far end of its working range: the "
+        "best-conditioned set-up), 'behind' (focused at or before the near end)",
+        choices=("auto", "front", "behind"),
+    ),
+    ParamSpec(
+        "max_relative_error",
+        0.25,
+        "publish depth only where its expected relative error (CoC uncertainty "
+        "through the thin-lens inverse, and the side's) is at most this; the rest is NaN",
+        range=(0.001, 1000.0),
+    ),
     ParamSpec("publish_points", True, "publish the point cloud on 'points'"),
     ParamSpec("point_decimation", 1, "keep every n-th pixel in x and y for 'points' (1 = all)", range=(1, 16)),
     ParamSpec("uncertainty", False, "publish depth/uncertainty (32FC1, m: the expected depth error)"),
-    ParamSpec("max_uncertainty_m", 0.0, "drop points whose uncertainty exceeds this (m); 0 = keep all",
-              range=(0.0, 1000.0)),
+    ParamSpec(
+        "max_uncertainty_m", 0.0, "drop points whose uncertainty exceeds this (m); 0 = keep all", range=(0.0, 1000.0)
+    ),
     ParamSpec("preview_max_coc_px", 16.0, "CoC (px) shown brightest in defocus/preview", range=(0.1, 1000.0)),
-    ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics message (s)", read_only=True,
-              range=(0.1, 60.0)),
-)  # fmt: skip
+    ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics message (s)", read_only=True, range=(0.1, 60.0)),
+)
 
 PARAM_NAMES = tuple(p.name for p in PARAMS)
 _SPECS = {p.name: p for p in PARAMS}
@@ -144,12 +188,17 @@ def declare_parameters(node) -> dict:
     ``{name: value}`` as set by overrides (params file, ``-p``) or defaults."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}  # fmt: skip
+    types = {
+        bool: ParameterType.PARAMETER_BOOL,
+        int: ParameterType.PARAMETER_INTEGER,
+        float: ParameterType.PARAMETER_DOUBLE,
+        str: ParameterType.PARAMETER_STRING,
+    }
     decls = []
     for p in PARAMS:
-        d = ParameterDescriptor(name=p.name, type=types[type(p.default)], description=p.description,
-                                read_only=p.read_only)  # fmt: skip
+        d = ParameterDescriptor(
+            name=p.name, type=types[type(p.default)], description=p.description, read_only=p.read_only
+        )
         if p.range is not None and isinstance(p.default, float):
             d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))]
         elif p.range is not None:

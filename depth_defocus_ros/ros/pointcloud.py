@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Intrinsics", "depth_to_points", "pack_rgb", "unpack_rgb", "POINT_DTYPE", "make_points_array",
-           "write_ply"]  # fmt: skip
+__all__ = ["Intrinsics", "depth_to_points", "pack_rgb", "unpack_rgb", "POINT_DTYPE", "make_points_array", "write_ply"]
 
 # x y z rgb, float32 each (rgb: 0x00RRGGBB reinterpreted as float32, the PCL / RViz convention)
 POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4")])
@@ -89,16 +88,19 @@ def write_ply(path, points: np.ndarray, rgb: np.ndarray | None = None) -> int:
     """Write the finite points of (..., 3) ``points`` (and (..., 3) uint8 ``rgb``) as a binary
     little-endian PLY (float x y z, uchar red green blue); return the number of points written."""
     pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
-    cols = (np.full(pts.shape, 255, np.uint8) if rgb is None else np.asarray(rgb, np.uint8).reshape(-1, 3))
+    cols = np.full(pts.shape, 255, np.uint8) if rgb is None else np.asarray(rgb, np.uint8).reshape(-1, 3)
     keep = np.isfinite(pts).all(axis=1)
     pts, cols = pts[keep], cols[keep]
-    rec = np.empty(len(pts), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
-                                    ("red", "u1"), ("green", "u1"), ("blue", "u1")])  # fmt: skip
+    rec = np.empty(
+        len(pts), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    )
     rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
     rec["red"], rec["green"], rec["blue"] = cols[:, 0], cols[:, 1], cols[:, 2]
-    header = ("ply\nformat binary_little_endian 1.0\ncomment depth_defocus_ros point cloud (m, camera optical "
-              f"frame)\nelement vertex {len(rec)}\nproperty float x\nproperty float y\nproperty float z\n"
-              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")  # fmt: skip
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment depth_defocus_ros point cloud (m, camera optical "
+        f"frame)\nelement vertex {len(rec)}\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
         f.write(rec.tobytes())

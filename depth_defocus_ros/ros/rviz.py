@@ -33,12 +33,16 @@ def _displays(node):
 
 def rviz_topics(doc: dict) -> dict:
     """``{display name: topic}`` for every display of a parsed .rviz that has a topic."""
-    return {d.get("Name"): d["Topic"]["Value"] for d in _displays(doc["Visualization Manager"]["Displays"])
-            if isinstance(d.get("Topic"), dict) and d["Topic"].get("Value")}  # fmt: skip
+    return {
+        d.get("Name"): d["Topic"]["Value"]
+        for d in _displays(doc["Visualization Manager"]["Displays"])
+        if isinstance(d.get("Topic"), dict) and d["Topic"].get("Value")
+    }
 
 
-def rviz_config_text(template: str, namespace: str = "", image_topic: str = "image",
-                     fixed_frame: str | None = None) -> str:  # fmt: skip
+def rviz_config_text(
+    template: str, namespace: str = "", image_topic: str = "image", fixed_frame: str | None = None
+) -> str:
     """The template with its topics resolved for ``namespace`` and the camera on ``image_topic``
     (relative names resolve in ``namespace``, as remappings in the launch file do)."""
     doc = yaml.safe_load(template)
@@ -46,15 +50,17 @@ def rviz_config_text(template: str, namespace: str = "", image_topic: str = "ima
         topic = d.get("Topic")
         if isinstance(topic, dict) and topic.get("Value"):
             v = str(topic["Value"])
-            topic["Value"] = resolve_topic(image_topic, namespace) if v == "/image" else resolve_topic(
-                v.lstrip("/"), namespace)
+            topic["Value"] = (
+                resolve_topic(image_topic, namespace) if v == "/image" else resolve_topic(v.lstrip("/"), namespace)
+            )
     if fixed_frame:
         doc["Visualization Manager"]["Global Options"]["Fixed Frame"] = fixed_frame
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
 
-def write_rviz_config(template_path, namespace: str = "", image_topic: str = "image",
-                      fixed_frame: str | None = None, out_dir=None) -> str:  # fmt: skip
+def write_rviz_config(
+    template_path, namespace: str = "", image_topic: str = "image", fixed_frame: str | None = None, out_dir=None
+) -> str:
     """Write :func:`rviz_config_text` of ``template_path`` to a file (temp dir by default); return its path."""
     text = rviz_config_text(Path(template_path).read_text(), namespace, image_topic, fixed_frame)
     out_dir = Path(out_dir or tempfile.gettempdir())

@@ -26,8 +26,18 @@ from .conversions import camera_info_from_intrinsics, numpy_to_image
 from .node import OUTPUT_TOPICS
 from .pointcloud import Intrinsics
 
-__all__ = ["RosHarness", "Camera", "stamp_ns", "wait_until", "set_parameters", "get_parameters", "list_parameters",
-           "PlaneEstimator", "SlowEstimator", "diag_values"]
+__all__ = [
+    "RosHarness",
+    "Camera",
+    "stamp_ns",
+    "wait_until",
+    "set_parameters",
+    "get_parameters",
+    "list_parameters",
+    "PlaneEstimator",
+    "SlowEstimator",
+    "diag_values",
+]
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -124,8 +134,15 @@ class Camera(Node):
         self._last_stamp = max(now, self._last_stamp + 1000)
         return Time(nanoseconds=self._last_stamp).to_msg()
 
-    def send(self, rgb=None, frame_id="cam", intr: Intrinsics | None = None, info: CameraInfo | None = None,
-             image: Image | CompressedImage | None = None, encoding: str = "rgb8") -> int:  # fmt: skip
+    def send(
+        self,
+        rgb=None,
+        frame_id="cam",
+        intr: Intrinsics | None = None,
+        info: CameraInfo | None = None,
+        image: Image | CompressedImage | None = None,
+        encoding: str = "rgb8",
+    ) -> int:
         """Publish CameraInfo (``info``, or one from ``intr``; none if both are None) then the frame
         (``image`` as given, or ``rgb`` encoded); return the stamp (ns) both carry."""
         if image is None:
@@ -134,7 +151,7 @@ class Camera(Node):
         image.header.stamp = stamp
         image.header.frame_id = frame_id
         if info is None and intr is not None:
-            h, w = (rgb.shape[:2] if rgb is not None else (image.height, image.width))
+            h, w = rgb.shape[:2] if rgb is not None else (image.height, image.width)
             info = camera_info_from_intrinsics(intr, w, h)
         if info is not None:
             info.header.stamp = stamp
