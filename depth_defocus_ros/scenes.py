@@ -585,6 +585,20 @@ def render_shards(
     n_shards = (scenes + shard_size - 1) // shard_size
     names = []
     bar = tqdm(total=scenes, desc=f"render {out.name}", unit="scene", disable=not progress)
+
+    def write_manifest(complete: bool) -> None:
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "source": "synthetic",
+            "seed": seed,
+            "scenes": scenes,
+            "shard_size": shard_size,
+            "shards": names,
+            "complete": complete,
+            "scene_config": cfg.to_dict(),
+        }
+        write_json_atomic(out / "manifest.json", manifest)
+
     for i in range(n_shards):
         name = f"shard_{i:05d}.npz"
         names.append(name)
@@ -603,32 +617,8 @@ def render_shards(
             fx=b["fx"].numpy(),
             layout=b["layout"].numpy(),
         )
-        write_json_atomic(
-            out / "manifest.json",
-            {
-                "format_version": FORMAT_VERSION,
-                "source": "synthetic",
-                "seed": seed,
-                "scenes": scenes,
-                "shard_size": shard_size,
-                "shards": names,
-                "complete": False,
-                "scene_config": cfg.to_dict(),
-            },
-        )
+        write_manifest(complete=False)
         bar.update(count)
     bar.close()
-    write_json_atomic(
-        out / "manifest.json",
-        {
-            "format_version": FORMAT_VERSION,
-            "source": "synthetic",
-            "seed": seed,
-            "scenes": scenes,
-            "shard_size": shard_size,
-            "shards": names,
-            "complete": True,
-            "scene_config": cfg.to_dict(),
-        },
-    )
+    write_manifest(complete=True)
     return out

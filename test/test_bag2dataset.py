@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_args import BAG_LENS
 
 from depth_defocus_ros.bags import options as bag_options
 from depth_defocus_ros.bags import write as bag_write
@@ -285,7 +286,7 @@ def test_truncated_and_corrupt_bags(tmp_path, frames):
     bad["empty"] = "not a bag"
     bad["missing"] = "no such file"
     # only bad bags: nothing useful, exit 2, every bag named with its problem
-    lens = ["--focal-length-mm", "35", "--f-number", "2", "--focus-distance", "1"]
+    lens = BAG_LENS
     r = run_cli(*[tmp_path / n for n in bad], "--out", tmp_path / "ds", *lens, "--quiet", "--workers", "0", check=2)
     for n, msg in bad.items():
         line = next((x for x in r.stdout.splitlines() if x.strip().startswith(n + ":")), "")
@@ -418,12 +419,7 @@ def test_parallel_conversion_with_progress_equals_serial(tmp_path, frames):
         "0.4",
         "--shard-size",
         "3",
-        "--focal-length-mm",
-        "35",
-        "--f-number",
-        "2",
-        "--focus-distance",
-        "1",
+        *BAG_LENS,
         check=0,
     )
     assert "frames/s" in r.stdout and "convert" in r.stderr  # report and progress bar

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_args import BAG_LENS
 
 from depth_defocus_ros.bags.synth import scene_frames, write_synthetic_bag
 from depth_defocus_ros.checkpoint import load_checkpoint
@@ -30,12 +31,7 @@ def test_bags_to_dataset_to_finetune_to_eval(tmp_path, capsys):
         tmp_path / "run2",
         "--out",
         ds,
-        "--focal-length-mm",
-        "35",
-        "--f-number",
-        "2",
-        "--focus-distance",
-        "1",
+        *BAG_LENS,
         "--block-s",
         "0.5",
         "--guard-s",

@@ -12,6 +12,11 @@ from depth_defocus_ros.testing import make_tiny_checkpoint
 LENS_ARGS = ["--focus-distance", "1.2", "--f-number", "1.8", "--focal-length-mm", "35"]
 
 
+def predict_args(images, model, out, lens=LENS_ARGS):
+    """The predict command line for ``images`` with the test lens and fx = 70 px."""
+    return ["predict", *map(str, images), *lens, "--fx", "70", "--model", str(model), "--out", str(out)]
+
+
 def run(args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "depth_defocus_ros", *args], cwd=cwd, capture_output=True, text=True, timeout=120
@@ -38,18 +43,7 @@ def test_batch_goes_on_past_bad_inputs(files, tmp_path):
     unreadable ones are reported on one line each and the batch goes on."""
     names = ["good.png", "gray.png", "deep.png", "rgba.png", "empty.png", "junk.jpg", "missing.png"]
     r = run(
-        [
-            "predict",
-            *[str(files / n) for n in names],
-            *LENS_ARGS,
-            "--fx",
-            "70",
-            "--model",
-            str(files / "tiny.pt"),
-            "--out",
-            str(tmp_path),
-            "--uncertainty",
-        ],
+        [*predict_args([files / n for n in names], files / "tiny.pt", tmp_path), "--uncertainty"],
         files,
     )
     assert r.returncode == 1
@@ -87,17 +81,7 @@ def test_files_are_read_through_the_one_decoder(files):
 )
 def test_bad_lens_values(files, tmp_path, lens, word):
     r = run(
-        [
-            "predict",
-            str(files / "good.png"),
-            *lens,
-            "--fx",
-            "70",
-            "--model",
-            str(files / "tiny.pt"),
-            "--out",
-            str(tmp_path),
-        ],
+        predict_args([files / "good.png"], files / "tiny.pt", tmp_path, lens=lens),
         files,
     )
     assert r.returncode != 0 and "Traceback" not in r.stderr
@@ -111,17 +95,7 @@ def test_bad_checkpoints(files, tmp_path):
     cases = {"missing.pt": "not found", "trunc.pt": "cannot read checkpoint", "foreign.npy": "cannot read"}
     for name, word in cases.items():
         r = run(
-            [
-                "predict",
-                str(files / "good.png"),
-                *LENS_ARGS,
-                "--fx",
-                "70",
-                "--model",
-                str(tmp_path / name),
-                "--out",
-                str(tmp_path / "o"),
-            ],
+            predict_args([files / "good.png"], tmp_path / name, tmp_path / "o"),
             files,
         )
         assert r.returncode == 2, name

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from cli_args import TINY_TRAIN
 
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags
 from depth_defocus_ros.bags.synth import write_synthetic_bag
@@ -107,22 +108,7 @@ def test_train_with_domain_adaptation_runs_and_resumes(tmp_path, unlabeled, caps
         "train",
         "--out",
         str(tmp_path / "run"),
-        "--process-long-side",
-        "64",
-        "--channels",
-        "8,8,16,16,16",
-        "--decoder-channels",
-        "16,8,8,8",
-        "--height",
-        "64",
-        "--width",
-        "64",
-        "--batch-size",
-        "2",
-        "--val-scenes",
-        "2",
-        "--log-every",
-        "1",
+        *TINY_TRAIN,
         "--domain-data",
         str(unlabeled),
         "--domain-weight",

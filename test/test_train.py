@@ -7,32 +7,12 @@ import sys
 
 import pytest
 import torch
+from cli_args import TINY_TRAIN
 
 from depth_defocus_ros.checkpoint import load_checkpoint
 from depth_defocus_ros.scenes import SceneConfig, render_shards
 
-TINY = [
-    "--process-long-side",
-    "64",
-    "--channels",
-    "8,8,16,16,16",
-    "--decoder-channels",
-    "16,8,8,8",
-    "--height",
-    "64",
-    "--width",
-    "64",
-    "--visible-blur-fraction",
-    "1.0",
-    "--batch-size",
-    "2",
-    "--val-scenes",
-    "2",
-    "--log-every",
-    "1",
-    "--lr",
-    "1e-3",
-]
+TINY = [*TINY_TRAIN, "--visible-blur-fraction", "1.0", "--lr", "1e-3"]
 
 
 def train(out, *extra, cwd=None):
