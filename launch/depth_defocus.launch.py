@@ -12,7 +12,13 @@ Arguments (``ros2 launch depth_defocus_ros depth_defocus.launch.py --show-args``
     device             auto | cuda | cpu; empty: as in params_file
     model_path         checkpoint (.pt); empty: as in params_file (there: empty = the shipped weights)
     image_transport    raw | compressed; empty: as in params_file
-    rviz               true: start RViz with config/depth_defocus.rviz (default: false)
+    reliable_qos       true | false: subscribe reliably (a camera without the large-frames profile that
+                       publishes reliably); empty: as in params_file
+    large_frames       true: the node and RViz use config/fastdds_large_frames.xml, Fast DDS shared memory
+                       for large images (default: true; no effect when FASTDDS_DEFAULT_PROFILES_FILE is
+                       already set, or with another RMW); give the camera driver the same file
+    rviz               true: start RViz with config/depth_defocus.rviz (default: false); rviz2 must be
+                       installed, else nothing starts and the launch exits non-zero
     camera_frame       RViz fixed frame, the camera's optical frame_id (default: camera_optical_frame)
     log_level          the node's log level (default: info)
 """
@@ -23,23 +29,43 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from depth_defocus_ros.rosenv import large_frames_env, missing_package
+
 PACKAGE = "depth_defocus_ros"
 # launch arguments that override the parameter of the same name when they are not empty
-PARAMETER_ARGUMENTS = ("device", "model_path", "image_transport")
+PARAMETER_ARGUMENTS = ("device", "model_path", "image_transport", "reliable_qos")
+BOOL_ARGUMENTS = ("reliable_qos", "large_frames", "rviz")
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+class LaunchRefused(RuntimeError):
+    """Raised before anything starts: launch logs its message on one line and exits with status 1."""
 
 
 def launch_setup(context, *args, **kwargs):
     def arg(name):
-        return LaunchConfiguration(name).perform(context)
+        text = LaunchConfiguration(name).perform(context)
+        if name in BOOL_ARGUMENTS and text:
+            if text.strip().lower() not in TRUE + FALSE:
+                raise LaunchRefused(f"depth_defocus.launch.py: {name}:={text!r} is not true or false")
+            return text.strip().lower() in TRUE
+        return text
 
     namespace = arg("namespace")
     image = arg("image")
+    rviz = arg("rviz")
+    if rviz:  # before anything starts: a failed RViz must not leave the node running alone
+        problem = missing_package("rviz2", "rviz2", "rviz:=true")
+        if problem:
+            raise LaunchRefused(f"depth_defocus.launch.py: {problem}; or launch without rviz:=true")
+    share = FindPackageShare(PACKAGE).perform(context)
+    env = large_frames_env(arg("large_frames"), share, getattr(context, "environment", None))
     remappings = [
         ("image", image),
         ("image/compressed", arg("image_compressed") or image.rstrip("/") + "/compressed"),
         ("camera_info", arg("camera_info")),
     ]
-    overrides = {name: arg(name) for name in PARAMETER_ARGUMENTS if arg(name)}
+    overrides = {name: arg(name) for name in PARAMETER_ARGUMENTS if arg(name) != ""}
     node = Node(
         package=PACKAGE,
         executable="depth_defocus_node",
@@ -50,9 +76,10 @@ def launch_setup(context, *args, **kwargs):
         ros_arguments=["--log-level", arg("log_level")],
         output="screen",
         emulate_tty=True,
+        additional_env=env or None,
     )
     actions = [node]
-    if arg("rviz").strip().lower() in ("true", "1", "yes", "on"):
+    if rviz:
         # RViz shows the node's topics in its namespace and the camera image on the remapped topic
         from depth_defocus_ros.ros.rviz import write_rviz_config
 
@@ -65,6 +92,7 @@ def launch_setup(context, *args, **kwargs):
                 name="rviz2",
                 arguments=["-d", rviz_config, "-f", arg("camera_frame")],
                 output="screen",
+                additional_env=env or None,
             )
         )
     return actions
@@ -102,6 +130,17 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "image_transport", default_value="", description="raw | compressed (empty: from params_file)"
+            ),
+            DeclareLaunchArgument(
+                "reliable_qos",
+                default_value="",
+                description="true | false: subscribe with reliable QoS (empty: from params_file)",
+            ),
+            DeclareLaunchArgument(
+                "large_frames",
+                default_value="true",
+                description="node and RViz use config/fastdds_large_frames.xml (Fast DDS shared memory for "
+                "large images) unless FASTDDS_DEFAULT_PROFILES_FILE is set; give the camera the same file",
             ),
             DeclareLaunchArgument(
                 "rviz", default_value="false", description="start RViz with config/depth_defocus.rviz"

@@ -20,15 +20,32 @@ Arguments (``ros2 launch depth_defocus_ros record.launch.py --show-args``):
                       the lens settings of this recording (empty: not written; give them to bag2dataset)
     max_bag_duration  split the bag into files of this many seconds (0: one file)
     storage_preset    MCAP preset: '' (none), fastwrite, zstd_fast, zstd_small
+
+Before writing anything it checks that ``ros2 bag`` and its MCAP storage plugin are installed and
+that ``output`` does not exist; if not, or if the recorder dies, the launch stops with a non-zero
+exit status and a one-line reason, and no lens file is left without its bag.
 """
 
 import datetime
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 
-from depth_defocus_ros.bags.record import DEFAULT_TOPICS, LENS_ARGUMENTS, record_command, record_topics, write_lens_file
+from depth_defocus_ros.bags.record import (
+    DEFAULT_TOPICS,
+    LENS_ARGUMENTS,
+    finish_recording,
+    record_command,
+    record_topics,
+    recorder_problem,
+    write_lens_file,
+)
+
+
+class RecordingFailed(RuntimeError):
+    """Raised inside the launch: launch logs its message on one line and exits with status 1."""
 
 
 def launch_setup(context, *args, **kwargs):
@@ -38,6 +55,10 @@ def launch_setup(context, *args, **kwargs):
     output = arg("output") or datetime.datetime.now().strftime("depth_defocus_%Y%m%d_%H%M%S")
     compressed = arg("compressed_rgb").lower() in ("true", "1", "yes", "on")
     topics = record_topics(arg("rgb_topic"), arg("info_topic"), arg("depth_topic"), arg("extra_topics"), compressed)
+    cmd = record_command(output, topics, arg("max_bag_duration"), arg("storage_preset"))
+    problem = recorder_problem(output)
+    if problem:
+        raise RecordingFailed(f"record.launch.py: {problem}")
     actions = []
     path = write_lens_file(output, {name: arg(name) for name in LENS_ARGUMENTS})
     if path is not None:
@@ -49,11 +70,14 @@ def launch_setup(context, *args, **kwargs):
                 "bag2dataset (docs/recording.md)"
             )
         )
-    actions.append(
-        ExecuteProcess(
-            cmd=record_command(output, topics, arg("max_bag_duration"), arg("storage_preset")), output="screen"
-        )
-    )
+    recorder = ExecuteProcess(cmd=cmd, output="screen", name="ros2_bag_record")
+
+    def on_recorder_exit(event, context):
+        reason = finish_recording(output, path, event.returncode)
+        if reason:
+            raise RecordingFailed(f"record.launch.py: {reason}")
+
+    actions += [recorder, RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=on_recorder_exit))]
     return actions
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from depth_defocus_ros.ros.params import PARAM_NAMES, PARAMS, config_from_values, load_params_yaml
 from depth_defocus_ros.ros.rviz import resolve_topic, rviz_config_text, rviz_topics
+from depth_defocus_ros.rosenv import large_frames_env, missing_package
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "depth_defocus.launch.py"
@@ -119,8 +120,60 @@ def test_launch_file_arguments_remaps_and_parameters_are_real():
 
 def test_launch_and_config_files_are_installed():
     setup = (ROOT / "setup.py").read_text()
-    assert 'glob("launch/*.py")' in setup and 'glob("config/*.yaml") + glob("config/*.rviz")' in setup
+    assert 'glob("launch/*.py")' in setup
+    assert 'glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")' in setup
     assert LAUNCH.name.endswith(".launch.py") and RVIZ.is_file()
+
+
+def _ament_prefix(root: Path, packages=()) -> Path:
+    """A real ament prefix (the index layout colcon and apt install) registering ``packages``."""
+    index = root / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True, exist_ok=True)
+    for p in packages:
+        (index / p).touch()
+    return root
+
+
+def test_rviz_true_refuses_before_anything_starts_without_rviz2(tmp_path, monkeypatch):
+    """rviz:=true on a machine without rviz2: the launch raises (launch logs the reason on one line
+    and exits 1) before the node is created, so no node is left running alone."""
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(_ament_prefix(tmp_path / "a", ["depth_defocus_ros"])))
+    problem = missing_package("rviz2", "rviz2", "rviz:=true")
+    assert "rviz2" in problem and "apt install ros-$ROS_DISTRO-rviz2" in problem and "\n" not in problem
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(_ament_prefix(tmp_path / "b", ["rviz2"])))
+    assert missing_package("rviz2", "rviz2", "rviz:=true") is None
+    monkeypatch.delenv("AMENT_PREFIX_PATH")
+    assert missing_package("rviz2", "rviz2", "rviz:=true") is not None  # no ROS environment at all
+    # in the launch file the check comes first: it raises before any Node(...) is built
+    src = LAUNCH.read_text()
+    setup_fn = src[src.index("def launch_setup") :]
+    assert 'missing_package("rviz2"' in setup_fn and "raise LaunchRefused" in setup_fn
+    assert setup_fn.index("raise LaunchRefused") < setup_fn.index("Node(")
+
+
+def test_large_frames_profile_is_shipped_and_applied_unless_the_user_has_one():
+    """large_frames:=true gives the node (and RViz) the shipped Fast DDS profile: shared memory with
+    a segment that holds a 1280x720 rgb8 frame and a 640x480 point cloud; a user's profile wins."""
+    import xml.etree.ElementTree as ET
+
+    xml = ROOT / "config" / "fastdds_large_frames.xml"
+    ns = {"d": "http://www.eprosima.com"}
+    root = ET.parse(xml).getroot()
+    shm = [t for t in root.iterfind(".//d:transport_descriptor", ns) if t.findtext("d:type", namespaces=ns) == "SHM"]
+    assert len(shm) == 1 and int(shm[0].findtext("d:segment_size", namespaces=ns)) >= 2 * 1280 * 720 * 3
+    participant = root.find(".//d:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    used = [e.text for e in participant.iterfind(".//d:userTransports/d:transport_id", ns)]
+    assert shm[0].findtext("d:transport_id", namespaces=ns) in used and len(used) == 2  # SHM and UDP
+
+    env = large_frames_env(True, "/opt/ws/share/depth_defocus_ros", {})
+    assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": "/opt/ws/share/depth_defocus_ros/config/fastdds_large_frames.xml"}
+    assert large_frames_env(False, "/s", {}) == {}
+    assert large_frames_env(True, "/s", {"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}
+    assert large_frames_env(True, "/s", {"FASTRTPS_DEFAULT_PROFILES_FILE": "/old.xml"}) == {}
+    src = LAUNCH.read_text()
+    assert src.count("additional_env=env or None") == 2  # the node and RViz
+    assert 'DeclareLaunchArgument(\n                "large_frames",\n                default_value="true"' in src
 
 
 def test_rviz_config_shows_camera_depth_defocus_points_in_the_camera_frame():
@@ -162,3 +215,14 @@ def test_node_doc_lists_every_parameter_and_topic():
         assert f"| `{p.name}` |" in params, p.name
     for t in INPUTS | OUTPUTS:
         assert f"| `{t}` |" in doc, t
+
+
+def test_every_launch_argument_is_documented():
+    tree = ast.parse(LAUNCH.read_text())
+    declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
+    doc = (ROOT / "docs" / "ros_node.md").read_text()
+    table = doc[doc.index("## Launch") : doc.index("## RViz")]
+    for name in declared:
+        assert f"`{name}`" in table, name
+        assert f"    {name} " in LAUNCH.read_text()  # and in the launch file's own docstring
+    assert "## Frames that arrive" in doc and "scripts/bench_transport.py" in doc

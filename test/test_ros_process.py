@@ -4,7 +4,6 @@ not see each other."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,13 @@ from sensor_msgs.msg import CompressedImage  # noqa: E402
 from depth_defocus_ros.ros.conversions import image_to_numpy  # noqa: E402
 from depth_defocus_ros.ros.params import PARAM_NAMES, load_params_yaml  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
-from depth_defocus_ros.ros.testing import RosHarness, get_parameters, list_parameters, wait_until  # noqa: E402
+from depth_defocus_ros.ros.testing import (  # noqa: E402
+    RosHarness,
+    get_parameters,
+    list_parameters,
+    stop_process,
+    wait_until,
+)
 from depth_defocus_ros.testing import make_tiny_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,15 +60,9 @@ def start_node(tmp_path, dom, *ros_args):
 
 
 def stop(proc, log, timeout=20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    rc = stop_process(proc, timeout)
     log.close()
-    return proc.returncode
+    return rc
 
 
 @pytest.fixture

@@ -4,14 +4,34 @@
   topic names that the launch file records by default;
 * :func:`record_topics` / :func:`record_command`: the ``ros2 bag record`` command line (MCAP);
 * :func:`lens_file_for` / :func:`write_lens_file`: ``OUTPUT.lens.yaml`` next to the bag, where
-  ``depth-defocus bag2dataset OUTPUT`` finds the lens settings.
+  ``depth-defocus bag2dataset OUTPUT`` finds the lens settings;
+* :func:`recorder_problem`: why a recording cannot start (no ``ros2``, no rosbag2, no MCAP storage
+  plugin, the output exists), asked before anything is written;
+* :func:`finish_recording`: after ``ros2 bag record`` ends, removes a lens file that has no bag
+  beside it and says why a failed recording failed.
+
+The launch file calls these in this order: ``recorder_problem`` (stop with its reason, nothing
+written), ``write_lens_file``, start the recorder, ``finish_recording`` on its exit (a reason means
+the launch stops with a non-zero exit status).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-__all__ = ["DEFAULT_TOPICS", "LENS_ARGUMENTS", "lens_file_for", "record_command", "record_topics", "write_lens_file"]
+from ..rosenv import ament_has, missing_package, missing_program
+
+__all__ = [
+    "DEFAULT_TOPICS",
+    "LENS_ARGUMENTS",
+    "lens_file_for",
+    "record_command",
+    "record_topics",
+    "write_lens_file",
+    "recorder_problem",
+    "finish_recording",
+]
 
 DEFAULT_TOPICS = {
     "rgb_topic": "/camera/camera/color/image_raw",
@@ -20,6 +40,7 @@ DEFAULT_TOPICS = {
 }
 LENS_ARGUMENTS = ("focal_length_mm", "f_number", "focus_distance_m")  # mm, -, m
 STORAGE_PRESETS = ("", "fastwrite", "zstd_fast", "zstd_small")
+STORAGE_PLUGIN = ("rosbag2_storage__pluginlib__plugin", "rosbag2_storage_mcap")  # ament index (type, name)
 
 
 def lens_file_for(output: str) -> Path:
@@ -71,3 +92,48 @@ def record_command(output: str, topics: list, max_bag_duration: str = "0", stora
     if storage_preset:
         cmd += ["--storage-preset-profile", storage_preset]
     return cmd + list(topics)
+
+
+def recorder_problem(output: str) -> str | None:
+    """None if ``ros2 bag record -s mcap -o OUTPUT`` can start here, else a one-line reason:
+    ``ros2`` not on PATH, rosbag2 (the ``ros2 bag`` verb) or its MCAP storage plugin not installed
+    (the ament index, as pluginlib finds storage plugins), or ``output`` already exists (the
+    recorder refuses to write into an existing folder)."""
+    problem = missing_program("ros2") or missing_package("ros2bag", "rosbag2", "'ros2 bag record'")
+    if problem:
+        return problem
+    if not ament_has(*STORAGE_PLUGIN):
+        return (
+            "'ros2 bag record -s mcap' needs the MCAP storage plugin, which is not installed: "
+            "sudo apt install ros-$ROS_DISTRO-rosbag2-storage-mcap"
+        )
+    if Path(output).exists():
+        return f"output:={output} already exists: ros2 bag record writes a new folder; choose another output"
+    return None
+
+
+def _has_bag(output: str) -> bool:
+    """A rosbag2 folder with a metadata file or any storage file in it."""
+    out = Path(output)
+    return out.is_dir() and any(
+        p.name == "metadata.yaml" or p.suffix in (".mcap", ".db3", ".zstd") for p in out.iterdir()
+    )
+
+
+def finish_recording(output: str, lens_path: Path | None, returncode: int) -> str | None:
+    """After ``ros2 bag record`` exited with ``returncode``: remove the lens file if no bag was
+    written (never a lens file without its bag); None for a good recording, else a one-line
+    reason (the recorder's own messages are above it in the launch output)."""
+    bag = _has_bag(output)
+    if lens_path is not None and not bag:
+        Path(lens_path).unlink(missing_ok=True)
+        if Path(output).is_dir() and not any(Path(output).iterdir()):
+            shutil.rmtree(output, ignore_errors=True)  # an empty folder the recorder left
+    if returncode == 0:
+        return None if bag else f"ros2 bag record ended without writing a bag in {output}"
+    what = (
+        f"the bag in {output} may be incomplete"
+        if bag
+        else "no bag was written" + (", lens file removed" if lens_path is not None else "")
+    )
+    return f"ros2 bag record exited with code {returncode} ({what}); its messages are above"

@@ -6,6 +6,8 @@ Everything here talks real DDS (rclpy with the installed RMW); nothing is mocked
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -37,6 +39,7 @@ __all__ = [
     "PlaneEstimator",
     "SlowEstimator",
     "diag_values",
+    "stop_process",
 ]
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -81,6 +84,18 @@ class RosHarness:
             n.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5.0)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    """Stop a ROS process as Ctrl-C does (SIGINT), kill it after ``timeout`` s; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def wait_until(pred, timeout: float = 10.0, period: float = 0.01) -> bool:
