@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--plot",
         default="eval/motorcycle_sparsification.png",
-        help="--real: where to write the sparsification plot (AbsRel against coverage)",
+        help="--real: where to write the sparsification plot (AbsRel against coverage); the read-vs-true "
+        "CoC plots (2-D histograms) are written next to it",
     )
     ev.add_argument("--focus-side", choices=FOCUS_SIDES, default="auto")
     ev.add_argument("--max-relative-error", type=positive("max relative error"), default=0.25)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cocreading import CocReading, format_reading, plot_read_vs_true
 from .datasets import ShardDataset
 from .depthmap import compose_depth, side_probability
 from .metrics import MetricAccumulator
@@ -64,12 +65,18 @@ def evaluate_estimator(
     max_relative_error: float = 0.25,
     progress=True,
     max_batches=None,
+    readings: dict | None = None,
 ) -> dict:
     """Metrics of an :class:`~.estimator.Estimator` over every sample of a shard dataset, at the
-    stored resolution, with the same side decision and validity as ``predict``."""
+    stored resolution, with the same side decision and validity as ``predict``; ``reading`` holds
+    the blur reading per true-CoC bin (:mod:`.cocreading`) on all valid pixels and on the edge
+    pixels. ``readings``: a dict that receives the reading accumulators (for the plot)."""
     from tqdm import tqdm
 
+    from .reblur import measured_edges
+
     acc = MetricAccumulator()
+    reading = {"all": CocReading(), "edge": CocReading()}
     ds = ShardDataset(data_root, batch_size, split=split, loop=False, augment=False)
     t0, n = time.time(), 0
     for i, b in enumerate(tqdm(ds, desc=f"eval {Path(data_root).name}", disable=not progress, unit="batch")):
@@ -80,8 +87,13 @@ def evaluate_estimator(
         p = side_probability(coc, sigma, b["lens"], b["fx"], focus_side, prior)
         res = compose_depth(coc, sigma, p, b["lens"], b["fx"], max_relative_error)
         acc.update(res.depth, coc, b["depth"], b["defocus"], b["lens"][:, 2], b["valid"], side_prob=prior)
+        reading["all"].update(coc, b["defocus"], b["valid"])
+        reading["edge"].update(coc, b["defocus"], b["valid"] & measured_edges(b["image"]))
         n += b["image"].shape[0]
     res = acc.result()
+    res["reading"] = {k: r.result() for k, r in reading.items()}
+    if readings is not None:
+        readings.update(reading)
     res["images"] = n
     res["seconds"] = round(time.time() - t0, 1)
     return res
@@ -118,6 +130,8 @@ def format_report(name: str, res: dict) -> str:
         for k, v in res["side_by_confidence"].items():
             acc = f"{v['side_acc']:.3f}" if v["side_acc"] is not None else "-"
             lines.append(f"{k:12s} share {v['share']:5.3f}  side {acc}")
+    if "reading" in res:
+        lines.append(format_reading(name.split(" ")[0], res["reading"]))
     return "\n".join(lines)
 
 
@@ -144,6 +158,7 @@ def run_eval(args) -> int:
         "sets": {},
     }
     for label, root, split in targets:
+        readings: dict = {}
         res = evaluate_estimator(
             est,
             root,
@@ -151,7 +166,12 @@ def run_eval(args) -> int:
             focus_side=args.focus_side,
             max_relative_error=args.max_relative_error,
             max_batches=args.max_batches,
+            readings=readings,
         )
+        plot = Path(args.plot).with_name(f"{label.replace(':', '_').replace('/', '_')}_read_vs_true.png")
+        panels = {f"{est.path} ({k})": r for k, r in readings.items()}
+        plot_read_vs_true(panels, plot, f"Read against true CoC: {label}")
+        print(f"(read-vs-true plot: {plot})")
         res["fingerprint"] = fingerprint(root) if split is None else None
         results["sets"][label] = res
         print(format_report(f"{label} ({est.path})", res))

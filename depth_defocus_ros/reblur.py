@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .propagate import propagate
 from .render import render_defocus, srgb_to_linear
 
-__all__ = ["DefocusEstimate", "ReblurConfig", "estimate_defocus", "scale_gradients", "SCALES_PX"]
+__all__ = ["DefocusEstimate", "ReblurConfig", "estimate_defocus", "measured_edges", "scale_gradients", "SCALES_PX"]
 
 SCALES_PX = (0.0, 1.0, 2.0, 4.0, 8.0)  # Gaussian re-blur std (px)
 COC_GRID_MAX = 48.0  # px: the largest CoC the estimate can return
@@ -238,6 +238,25 @@ def _strongest(edges: torch.Tensor, g1: torch.Tensor, fraction: float) -> torch.
     return edges & (score >= kth.clamp_min(1e-20)).view_as(edges)
 
 
+def _edge_pixels(g1: torch.Tensor, y1: torch.Tensor, noise_g1: torch.Tensor, cfg: ReblurConfig) -> torch.Tensor:
+    """Edges of the s = 1 gradient ``g1`` above ``edge_snr`` x its rms noise ``noise_g1`` (B,),
+    at most the strongest ``max_edge_fraction`` of the pixels."""
+    edges = _edges(g1, y1, cfg.edge_snr * noise_g1)
+    return _strongest(edges, g1, cfg.max_edge_fraction)
+
+
+@torch.no_grad()
+def measured_edges(image_srgb: torch.Tensor, config: ReblurConfig | None = None) -> torch.Tensor:
+    """(B, 1, H, W) bool: the edge pixels where the training-free estimate measures the blur of an
+    sRGB batch (B, 3, H, W) in [0, 1]; found from the image alone (the same pixels whatever
+    estimator is judged on them)."""
+    cfg = config or ReblurConfig()
+    noise_energy = _calibration()[2].to(image_srgb.device)
+    y = luminance(image_srgb)
+    y1 = _blur(y, SCALES_PX[1])
+    return _edge_pixels(_magnitude(y1), y1, noise_sigma(y) * noise_energy[1].sqrt(), cfg)
+
+
 @torch.no_grad()
 def estimate_defocus(
     image_srgb: torch.Tensor, config: ReblurConfig | None = None, features: bool = False
@@ -251,8 +270,7 @@ def estimate_defocus(
     g = scale_gradients(y, blurred={SCALES_PX[1]: y1})  # (B, K, H, W)
     sigma_n = noise_sigma(y)  # (B,)
     noise_g = sigma_n.view(-1, 1, 1, 1) * noise_energy.sqrt().view(1, -1, 1, 1)  # (B, K, 1, 1) rms noise gradient
-    edges = _edges(g[:, 1:2], y1, cfg.edge_snr * noise_g[:, 1, 0, 0])
-    edges = _strongest(edges, g[:, 1:2], cfg.max_edge_fraction)
+    edges = _edge_pixels(g[:, 1:2], y1, noise_g[:, 1, 0, 0], cfg)
     idx = edges.flatten()
     b, k, h, w = g.shape
     gk = g.permute(0, 2, 3, 1).reshape(-1, k)[idx]  # (N, K)
