@@ -4,9 +4,12 @@ A checkpoint is a ``torch.save`` dict of tensors and plain Python values only, l
 ``torch.load(weights_only=True)``: a checkpoint file cannot execute code. Keys:
 
 * ``format`` ("depth_defocus_ros.checkpoint"), ``format_version`` (int)
-* ``model_config``: :class:`~.model.ModelConfig` as a dict (the model is rebuilt from it)
-* ``state_dict``: the network weights
-  (it holds the sRGB input normalisation too)
+* ``kind``: ``"network"`` (the multi-task network) or ``"reader"`` (the blur reader alone,
+  :mod:`.reader`); version 2 files are networks
+* network: ``model_config``: :class:`~.model.ModelConfig` as a dict (the model is rebuilt from
+  it); ``state_dict``: the network weights (it holds the sRGB input normalisation too)
+* reader: ``reader_config``: :class:`~.reader.ReaderConfig` as a dict; ``reader_state``: its
+  weights; ``patch_config``: how its training patches were drawn
 * ``process_long_side`` (px): the processing cap (inputs with a longer side are downsampled to it;
   smaller ones are processed as they are); ``process_multiple`` (px): padding multiple
 * ``lens_ranges``: the focal length (mm), f-number and focus distance (m) ranges trained on
@@ -22,12 +25,20 @@ from pathlib import Path
 import torch
 
 from .model import DepthDefocusNet, ModelConfig
+from .reader import BlurReader, ReaderConfig
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "build_model", "FORMAT", "VERSION"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "build_model", "build_reader", "FORMAT", "VERSION"]
 
 FORMAT = "depth_defocus_ros.checkpoint"
-VERSION = 2  # 2: network on the training-free estimate (lens-free defocus path); 1: lens-conditioned CoC head
-EXPECTED = f"a depth_defocus_ros checkpoint (.pt written by 'depth-defocus train', format {FORMAT!r} version {VERSION})"
+# 3: a kind ("network" or "reader": the learned blur reader); 2: network on the training-free estimate
+# (lens-free defocus path); 1: lens-conditioned CoC head (no longer read)
+VERSION = 3
+READABLE = (2, 3)
+KINDS = {"network": ("model_config", "state_dict"), "reader": ("reader_config", "reader_state")}
+EXPECTED = (
+    f"a depth_defocus_ros checkpoint (.pt written by 'depth-defocus train' or 'train-reader', format {FORMAT!r} "
+    f"version {VERSION})"
+)
 
 
 class CheckpointError(RuntimeError):
@@ -55,25 +66,41 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {msg[:200]} (expected {EXPECTED})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a depth_defocus_ros checkpoint (expected {EXPECTED})")
-    if ckpt.get("format_version") != VERSION:
+    if ckpt.get("format_version") not in READABLE:
         raise CheckpointError(
             f"{path} has checkpoint format version {ckpt.get('format_version')!r}; "
-            f"this version of depth_defocus_ros reads version {VERSION} (retrain, or fine-tune from "
-            f"the shipped models/depth_defocus.pt with 'depth-defocus train --init')"
+            f"this version of depth_defocus_ros reads versions {', '.join(map(str, READABLE))} (retrain, or "
+            f"fine-tune from the shipped models/depth_defocus.pt with 'depth-defocus train-reader --init')"
         )
-    for key in ("model_config", "state_dict", "process_long_side"):
+    kind = ckpt.setdefault("kind", "network")
+    if kind not in KINDS:
+        raise CheckpointError(f"{path} holds an unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    for key in (*KINDS[kind], "process_long_side"):
         if key not in ckpt:
             raise CheckpointError(f"{path} lacks {key!r} (expected {EXPECTED})")
     return ckpt
 
 
-def build_model(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> DepthDefocusNet:
-    """Rebuild the network from a loaded checkpoint and load its weights."""
+def _rebuild(build, config: dict, state: dict, path):
+    """``build(config)`` with ``state`` loaded (as float32); a mismatch names the file."""
     try:
-        model = DepthDefocusNet(ModelConfig(**ckpt["model_config"]))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-        model.load_state_dict(state)
+        module = build(config)
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise CheckpointError(f"{path}: weights do not fit the stored architecture: {first}") from None
-    return model
+    return module
+
+
+def build_model(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> DepthDefocusNet:
+    """Rebuild the network from a loaded checkpoint and load its weights."""
+    if ckpt.get("kind", "network") != "network":
+        raise CheckpointError(f"{path} holds a {ckpt['kind']}, not the multi-task network")
+    return _rebuild(lambda c: DepthDefocusNet(ModelConfig(**c)), ckpt["model_config"], ckpt["state_dict"], path)
+
+
+def build_reader(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> BlurReader:
+    """Rebuild the blur reader from a loaded checkpoint and load its weights."""
+    if ckpt.get("kind") != "reader":
+        raise CheckpointError(f"{path} holds a {ckpt.get('kind', 'network')}, not a blur reader")
+    return _rebuild(lambda c: BlurReader(ReaderConfig(**c)), ckpt["reader_config"], ckpt["reader_state"], path)

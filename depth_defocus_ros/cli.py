@@ -131,6 +131,19 @@ def cmd_train(args) -> int:
     return run_training(args)
 
 
+def cmd_train_reader(args) -> int:
+    from .train_reader import run_reader_training
+
+    return run_reader_training(args)
+
+
+def cmd_render_patches(args) -> int:
+    from .blurpatches import PatchConfig, render_patch_shards
+
+    render_patch_shards(args.out, args.shards, args.tiles_per_shard, args.seed, PatchConfig(), args.workers)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .evaluate import run_eval
 
@@ -188,6 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train or fine-tune (torchrun for DDP)")
     add_train_args(tr)
     tr.set_defaults(func=cmd_train)
+
+    from .train_reader import add_reader_train_args
+
+    trr = sub.add_parser("train-reader", help="train the blur reader on patches (torchrun for DDP)")
+    add_reader_train_args(trr)
+    trr.set_defaults(func=cmd_train_reader)
+
+    rp = sub.add_parser("render-patches", help="render training patches for the blur reader (resumable)")
+    rp.add_argument("--out", required=True)
+    rp.add_argument("--shards", type=int, default=300)
+    rp.add_argument("--tiles-per-shard", type=int, default=100)
+    rp.add_argument("--seed", type=int, default=1)
+    rp.add_argument("--workers", type=int, default=1, help="processes")
+    rp.set_defaults(func=cmd_render_patches)
 
     ev = sub.add_parser("eval", help="metrics on held-out sets or a dataset")
     ev.add_argument(
@@ -260,7 +287,7 @@ def _no_ros(args) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:
+    if argv[:1] in (["train"], ["train-reader"], ["render-patches"]):
         # CPU training shares cores with data rendering: OpenMP threads that spin while waiting
         # for a busy core slow every step several-fold; passive waiting avoids that
         import os

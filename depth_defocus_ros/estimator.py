@@ -13,10 +13,12 @@ scale training saw). It returns maps at the input resolution:
   depth is undetermined), or None when not asked for
 * ``relative_error``, ``side_prob`` (probability of "behind the focus plane"), ``confidence``
 
-Two estimators share this class: the training-free one (:mod:`.reblur` plus the side rule; no
-network) and a checkpoint's network, which corrects the training-free CoC and predicts the side.
-``Estimator.load()`` loads the shipped default: ``models/depth_defocus.pt`` when a checkpoint is
-shipped, else the training-free estimator (see models/README.md for which, and why).
+Three estimators share this class: the training-free one (:mod:`.reblur` plus the side rule; no
+learning), the learned blur reader (:mod:`.reader`: a small CNN over an image pyramid, plus the
+side rule) and a checkpoint's multi-task network, which corrects the training-free CoC and
+predicts the side. ``Estimator.load()`` loads the shipped default: ``models/depth_defocus.pt``
+when a checkpoint is shipped, else the training-free estimator (see models/README.md for which,
+and why).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import build_model, load_checkpoint
+from .checkpoint import build_model, build_reader, load_checkpoint
 from .depthmap import FOCUS_SIDES, compose_depth, side_probability
 from .optics import Lens, LensError, validate_fx
 from .paths import default_model_path
+from .reader import read_defocus
 from .reblur import estimate_defocus
 
 __all__ = ["Estimator", "Prediction", "InputError", "select_device", "TRAINING_FREE", "DEFAULT_LONG_SIDE"]
@@ -102,20 +105,27 @@ class Estimator:
     """Depth, defocus and uncertainty from one focused image (see module doc)."""
 
     def __init__(
-        self, model=None, ckpt: dict | None = None, device: torch.device | str = "cpu", half: bool = False, path=None
+        self,
+        model=None,
+        ckpt: dict | None = None,
+        device: torch.device | str = "cpu",
+        half: bool = False,
+        path=None,
+        reader=None,
     ):
         self.device = torch.device(device)
         self.path = path
         self.model = model.to(self.device).eval() if model is not None else None
-        self.half = bool(half and self.device.type == "cuda" and model is not None)
+        self.reader = reader.to(self.device).eval() if reader is not None else None
+        self.half = bool(half and self.device.type == "cuda" and (model is not None or reader is not None))
         if self.half:
-            self.model.half()
+            (self.model or self.reader).half()
         ckpt = ckpt or {}
         self.long_side = int(ckpt.get("process_long_side", DEFAULT_LONG_SIDE))
         self.multiple = 32 if model is not None else 1
         self.max_depth_m = math.inf
         self.lens_ranges = ckpt.get("lens_ranges", {})
-        self.kind = "network" if model is not None else TRAINING_FREE
+        self.kind = "network" if model is not None else "reader" if reader is not None else TRAINING_FREE
 
     @classmethod
     def load(cls, path=None, device: str = "auto", half: bool | None = None) -> Estimator:
@@ -127,8 +137,10 @@ class Estimator:
             return cls(None, None, dev, path=TRAINING_FREE)
         path = Path(path)
         ckpt = load_checkpoint(path)
-        model = build_model(ckpt, path)
-        return cls(model, ckpt, dev, half=dev.type == "cuda" if half is None else half, path=path)
+        half = dev.type == "cuda" if half is None else half
+        if ckpt["kind"] == "reader":
+            return cls(None, ckpt, dev, half=half, path=path, reader=build_reader(ckpt, path))
+        return cls(build_model(ckpt, path), ckpt, dev, half=half, path=path)
 
     @torch.no_grad()
     def read(self, x: torch.Tensor, lens_t: torch.Tensor, fx_t: torch.Tensor):
@@ -142,6 +154,9 @@ class Estimator:
             coc (px), coc_sigma (px), prior P(behind) or None (no learned side), confidence; each
             (B, 1, H, W) float32.
         """
+        if self.reader is not None:
+            est = read_defocus(self.reader, x)
+            return est.coc, est.sigma, None, est.confidence
         if self.model is None:
             est = estimate_defocus(x)
             return est.coc, est.sigma, None, est.confidence

@@ -45,17 +45,18 @@ def propagate(
     """Spread sparse ``values`` over the image, stopping at edges of ``guide``.
 
     Args:
-        values: (B, 1, H, W) measurements (any unit; here CoC in px).
+        values: (B, C, H, W) measurements (any unit; here CoC in px), C >= 1 channels sharing
+            one weight (e.g. a value and its square, for a local mean and variance).
         weight: (B, 1, H, W) confidence of each measurement, >= 0 (0 = no measurement).
         guide: (B, C, H, W) image in [0, 1] whose edges bound the propagation.
         sigma_s: spatial extent (px) of the filter.
         sigma_r: range extent (guide units): a guide step of ``sigma_r`` costs ``sigma_s`` px.
         iterations: alternating horizontal/vertical passes (3 is the usual choice).
     Returns:
-        dense (B, 1, H, W) values, and support (B, 1, H, W): the filtered weight (how much
+        dense (B, C, H, W) values, and support (B, 1, H, W): the filtered weight (how much
         measurement lies near each pixel, in the same unit as ``weight``).
     """
-    b, _, h, w = values.shape
+    b, nc, h, w = values.shape
     g = guide.float()
     dx = (g[..., :, 1:] - g[..., :, :-1]).abs().sum(1)  # (B, H, W-1)
     dy = (g[..., 1:, :] - g[..., :-1, :]).abs().sum(1)  # (B, H-1, W)
@@ -63,16 +64,16 @@ def propagate(
     ctx = torch.cat([g.new_zeros(b, h, 1), (1 + ratio * dx).cumsum(-1)], -1).reshape(b * h, w).contiguous()
     cty = torch.cat([g.new_zeros(b, 1, w), (1 + ratio * dy).cumsum(-2)], -2)
     cty = cty.permute(0, 2, 1).reshape(b * w, h).contiguous()
-    x = torch.cat([values * weight, weight], 1).float()  # (B, 2, H, W)
+    x = torch.cat([values * weight, weight], 1).float()  # (B, C + 1, H, W)
     for i in range(iterations):
         # sigma of pass i (Gastal and Oliveira, eq. 14): passes sum to sigma_s; box radius sqrt(3) sigma
         sigma_i = sigma_s * math.sqrt(3) * 2 ** (iterations - i - 1) / math.sqrt(4**iterations - 1)
         r = sigma_i * math.sqrt(3)
-        xh = x.permute(0, 2, 1, 3).reshape(b * h, 2, w)
-        xh = _box_pass(xh, ctx, r).reshape(b, h, 2, w)
-        xv = xh.permute(0, 3, 2, 1).reshape(b * w, 2, h)
-        x = _box_pass(xv, cty, r).reshape(b, w, 2, h).permute(0, 2, 3, 1)
-    num, den = x[:, :1], x[:, 1:]
+        xh = x.permute(0, 2, 1, 3).reshape(b * h, nc + 1, w)
+        xh = _box_pass(xh, ctx, r).reshape(b, h, nc + 1, w)
+        xv = xh.permute(0, 3, 2, 1).reshape(b * w, nc + 1, h)
+        x = _box_pass(xv, cty, r).reshape(b, w, nc + 1, h).permute(0, 2, 3, 1)
+    num, den = x[:, :nc], x[:, nc:]
     # where no measurement reaches, fall back to the image's weighted mean (not to zero)
     mean = (values * weight).sum((2, 3), keepdim=True) / weight.sum((2, 3), keepdim=True).clamp_min(1e-12)
     eps = 1e-2 * den.mean((2, 3), keepdim=True).clamp_min(1e-12)

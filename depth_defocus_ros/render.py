@@ -15,6 +15,7 @@ All blurring happens in linear light; helpers convert sRGB <-> linear.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,25 @@ __all__ = [
     "disc_kernel",
     "render_defocus",
     "sensor_degrade",
+    "PSFShape",
 ]
+
+
+@dataclass(frozen=True)
+class PSFShape:
+    """How a real lens's blur spot departs from the ideal pillbox (all zero: the ideal disc).
+
+    Attributes:
+        rim: intensity tilt towards the rim: weight ``1 + rim * (2 (r / c)^2 - 0.5)`` inside the
+            disc (> 0: a brighter rim, as over-corrected spherical aberration gives; < 0: a
+            brighter centre); keep within [-0.6, 0.9] so the weights stay positive.
+        soft: extra width (px) of the disc's edge beyond the 1 px anti-aliasing (a softer rim).
+        aspect: horizontal over vertical diameter (1: round; slight non-uniformity of the field).
+    """
+
+    rim: float = 0.0
+    soft: float = 0.0
+    aspect: float = 1.0
 
 
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
@@ -60,11 +79,23 @@ def disc_kernel(diameter_px: float, dtype=torch.float32, device=None) -> torch.T
     return w / w.sum()
 
 
-def _kernel_spectra(coc: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
+def _shaped_disc(r: torch.Tensor, diameter: torch.Tensor, psf: PSFShape) -> torch.Tensor:
+    """Pillbox weights with a rim tilt and a softer edge (:class:`PSFShape`) at distances ``r``."""
+    radius = diameter.clamp_min(1.0) / 2.0
+    width = 1.0 + psf.soft
+    w = ((radius + 0.5 * width - r) / width).clamp(0.0, 1.0)
+    if psf.rim:
+        u = (r / radius).clamp(max=1.0)
+        w = w * (1.0 + psf.rim * (2.0 * u * u - 0.5)).clamp_min(0.0)
+    return w
+
+
+def _kernel_spectra(coc: torch.Tensor, hp: int, wp: int, psf: PSFShape | None = None) -> torch.Tensor:
     """rFFT of normalised discs centred at the origin of an (hp, wp) periodic grid.
 
     Args:
         coc: (B, L) CoC diameters in px.
+        psf: the spot's departure from the ideal disc (None: the ideal anti-aliased pillbox).
     Returns:
         (B, L, hp, wp // 2 + 1) complex spectra.
     """
@@ -73,8 +104,12 @@ def _kernel_spectra(coc: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
     xx = torch.arange(wp, device=dev, dtype=dt)
     yy = torch.minimum(yy, hp - yy)  # wrap-around distance to the origin
     xx = torch.minimum(xx, wp - xx)
-    r = torch.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2)  # (hp, wp)
-    w = _disc_from_radius_map(r[None, None], coc[..., None, None])  # (B, L, hp, wp)
+    if psf is None:
+        r = torch.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2)  # (hp, wp)
+        w = _disc_from_radius_map(r[None, None], coc[..., None, None])  # (B, L, hp, wp)
+    else:
+        r = torch.sqrt(yy[:, None] ** 2 + (xx[None, :] / psf.aspect) ** 2)
+        w = _shaped_disc(r[None, None], coc[..., None, None], psf)
     w = w / w.sum(dim=(-2, -1), keepdim=True)
     return torch.fft.rfft2(w)
 
@@ -85,6 +120,7 @@ def render_defocus(
     signed_defocus: torch.Tensor,
     max_layer_spacing_px: float = 1.0,
     max_layers: int = 48,
+    psf: PSFShape | None = None,
 ) -> torch.Tensor:
     """Render defocus blur, occlusion-aware, in linear light.
 
@@ -94,6 +130,7 @@ def render_defocus(
             (negative in front of the focus plane, positive behind).
         max_layer_spacing_px: largest CoC step (px) between adjacent layers.
         max_layers: cap on the number of layers (spacing grows beyond it).
+        psf: the blur spot's shape (None: the ideal anti-aliased disc of DESIGN.md).
     Returns:
         (B, C, H, W) focused image in linear light.
     """
@@ -111,7 +148,7 @@ def render_defocus(
 
     pad = int(math.ceil(float(coc.max()) / 2.0)) + 2
     hp, wp = h + 2 * pad, w + 2 * pad
-    spectra = _kernel_spectra(coc, hp, wp)  # (B, L, hp, wf)
+    spectra = _kernel_spectra(coc, hp, wp, psf)  # (B, L, hp, wf)
 
     # fractional layer position of every pixel; ends of the range map exactly onto a level
     pos = (s - smin[:, None, None, None]) / span.clamp_min(1e-12)[:, None, None, None]
@@ -169,17 +206,41 @@ def render_defocus_gather(
     return out[:, :ch] / out[:, ch:].clamp_min(1e-6)
 
 
+def _demosaic(srgb: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) 8-bit-valued sRGB -> the same after an RGGB Bayer mosaic and OpenCV's bilinear
+    demosaicing (what a camera's colour filter array does to fine detail)."""
+    import cv2
+    import numpy as np
+
+    rgb = srgb.permute(1, 2, 0).numpy().astype(np.uint8)
+    h, w = rgb.shape[:2]
+    raw = np.empty((h, w), np.uint8)
+    raw[0::2, 0::2] = rgb[0::2, 0::2, 0]  # R
+    raw[0::2, 1::2] = rgb[0::2, 1::2, 1]  # G
+    raw[1::2, 0::2] = rgb[1::2, 0::2, 1]  # G
+    raw[1::2, 1::2] = rgb[1::2, 1::2, 2]  # B
+    out = cv2.cvtColor(raw, cv2.COLOR_BayerBG2RGB)  # OpenCV names the pattern from the second row
+    return torch.from_numpy(out).permute(2, 0, 1).float()
+
+
 def sensor_degrade(
-    lin: torch.Tensor, gen: torch.Generator, shot: float, read: float, jpeg_quality: int | None = None
+    lin: torch.Tensor,
+    gen: torch.Generator,
+    shot: float,
+    read: float,
+    jpeg_quality: int | None = None,
+    demosaic: bool = False,
 ) -> torch.Tensor:
     """What a camera adds after the optics: Poisson-Gaussian noise in linear light (variance
-    ``shot * I + read``, intensities in [0, 1]), 8-bit sRGB quantisation and optional JPEG.
+    ``shot * I + read``, intensities in [0, 1]), 8-bit sRGB quantisation, optional Bayer
+    demosaicing and optional JPEG.
 
     Args:
         lin: (3, H, W) linear-light image in [0, 1] (CPU).
         gen: the random generator (noise is reproducible from its seed).
         shot: Poisson gain; read: Gaussian read-noise variance (both 0 for no noise).
         jpeg_quality: JPEG quality 1-100, or None for none.
+        demosaic: pass the 8-bit image through an RGGB mosaic and bilinear demosaicing.
     Returns:
         (3, H, W) float32 sRGB in [0, 1], on the 8-bit grid.
     """
@@ -187,6 +248,8 @@ def sensor_degrade(
         noise = torch.randn(lin.shape, generator=gen)
         lin = lin + torch.sqrt(lin.clamp_min(0) * shot + read) * noise
     srgb = (linear_to_srgb(lin) * 255.0).round().clamp(0, 255)
+    if demosaic:
+        srgb = _demosaic(srgb)
     if jpeg_quality is not None:
         import cv2
         import numpy as np

@@ -80,17 +80,19 @@ def plot_training_curves(metrics_jsonl, out_png) -> None:
         pts = [(r["step"], r[key]) for r in train if key in r]
         if pts:
             axes[0].plot(*zip(*pts), label=key)
-    axes[0].set_yscale("log")
+    if all(v > 0 for line in axes[0].get_lines() for v in line.get_ydata()):
+        axes[0].set_yscale("log")
     axes[0].set_xlabel("step")
     axes[0].set_title("training loss terms")
-    axes[0].legend(fontsize=8)
-    for key in ("val_abs_rel", "val_coc_mae", "val_side_acc", "val_delta1"):
+    for key in ("val_abs_rel", "val_coc_mae", "val_side_acc", "val_delta1", "val_mae", "val_within_sigma"):
         pts = [(r["step"], r[key]) for r in val if key in r]
         if pts:
             axes[1].plot(*zip(*pts), marker="o", label=key.replace("val_", ""))
     axes[1].set_xlabel("step")
-    axes[1].set_title("validation (synthetic)")
-    axes[1].legend(fontsize=8)
+    axes[1].set_title("validation")
+    for ax in axes:  # a legend only where something is drawn (no matplotlib warning at the first steps)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
     plt.close(fig)

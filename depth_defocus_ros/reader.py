@@ -1,0 +1,172 @@
+"""The learned blur reader: a small CNN that reads small blur well, applied over an image pyramid.
+
+Scale equivariance does most of the work: a disc of ``c`` px at full resolution is a disc of
+``c / 2`` px at half resolution, so one reader that is accurate for small blur, applied at every
+level of a pyramid (2x2 averages of linear luminance), reads every blur size: a large blur is a
+small one a few levels down. The reader is trained on small patches (:mod:`.blurpatches`,
+:mod:`.train_reader`) and outputs, per pixel of each level, a CoC (px at that level) and its
+standard deviation (a Laplace likelihood: the sigma is fitted, not a heuristic).
+
+Per image (all vectorised; no per-pixel Python loop):
+
+1. linear luminance ``y``; for each level ``l`` (``y`` averaged 2^l x 2^l while the short side
+   stays at least ``min_level_side``): the reader's input is ``y / local mean - 1`` (exposure
+   free), space-to-depth 2x2 (so the CNN runs at half the level's resolution) and the level's
+   noise relative to the local mean;
+2. every level's CoC and sigma, times 2^l (px at full resolution), upsampled to the grid of level
+   0's output (half the input resolution), fused by precision (1 / sigma^2);
+3. edge-aware spread (:func:`.propagate.propagate`): the precision-weighted mean and variance of
+   the readings around each pixel, bounded by image edges; a pixel's own reading and its
+   neighbourhood's are combined by precision, so textured pixels keep their own reading and flat
+   ones take their neighbourhood's, with a sigma that grows with the neighbourhood's spread;
+4. upsampled to the input resolution.
+
+Returns a :class:`.reblur.DefocusEstimate` (CoC px, sigma px, confidence = the share of the
+estimate that comes from the pixel's own reading), as the training-free estimate does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .propagate import propagate
+from .reblur import DefocusEstimate, luminance, noise_sigma
+
+__all__ = ["ReaderConfig", "BlurReader", "read_levels", "fuse_levels", "read_defocus", "laplace_nll"]
+
+
+@dataclass
+class ReaderConfig:
+    """Architecture and pyramid of the reader. Stored inside every checkpoint."""
+
+    channels: int = 16
+    dilations: list = field(default_factory=lambda: [1, 2, 4, 8, 1])  # residual 3x3 layers
+    norm_window: int = 15  # px (at each level): the local mean that makes the input exposure-free
+    coc_unit: float = 4.0  # px: output scale of the CoC head
+    levels: int = 5  # at most this many pyramid levels (factor 2)
+    min_level_side: int = 24  # px: a level's short side must be at least this
+    sigma_floor: float = 0.05  # px (at a level): the smallest sigma the head can state
+    spread_sigma_s: float = 24.0  # px (at half the input resolution): extent of the edge-aware spread
+    spread_sigma_r: float = 0.4  # guide step (summed sRGB) that costs spread_sigma_s px
+    sigma_scale: float = 1.0  # calibration of the final sigma (fitted on synthetic scenes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BlurReader(nn.Module):
+    """Reads the CoC of one pyramid level (see module doc).
+
+    ``forward(y, noise)`` with ``y`` (B, 1, H, W) linear luminance (H, W even) and ``noise`` (B,)
+    its noise standard deviation returns ``coc`` and ``sigma``, (B, 1, H/2, W/2), px at this level.
+    """
+
+    def __init__(self, config: ReaderConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or ReaderConfig()
+        ch = cfg.channels
+        self.stem = nn.Conv2d(5, ch, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(ch, ch, 3, padding=d, dilation=d) for d in cfg.dilations)
+        self.head = nn.Sequential(nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.Conv2d(ch, 2, 1))
+
+    def inputs(self, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """(B, 5, H/2, W/2): space-to-depth of ``y / local mean - 1`` and the relative noise."""
+        k = self.config.norm_window
+        mean = F.avg_pool2d(y, k, 1, k // 2, count_include_pad=False) + 0.01
+        z = (y / mean - 1.0).clamp(-1.0, 5.0)
+        rel_noise = (10.0 * noise.view(-1, 1, 1, 1) / mean).clamp(0.0, 3.0)
+        return torch.cat([F.pixel_unshuffle(z, 2), F.avg_pool2d(rel_noise, 2)], 1)
+
+    def forward(self, y: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.relu(self.stem(self.inputs(y, noise)))
+        for conv in self.blocks:
+            x = x + F.relu(conv(x))
+        o = self.head(x)
+        cfg = self.config
+        coc = F.softplus(o[:, :1]) * cfg.coc_unit
+        sigma = cfg.sigma_floor + F.softplus(o[:, 1:2]) * (cfg.coc_unit / 4)
+        return coc, sigma
+
+
+def laplace_nll(coc: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel negative log-likelihood of ``target`` under a Laplace distribution of mean ``coc``
+    and standard deviation ``sigma`` (scale ``sigma / sqrt(2)``), up to a constant."""
+    b = sigma / math.sqrt(2.0)
+    return (coc - target).abs() / b + torch.log(b)
+
+
+def _pad_even(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if (h % 2 or w % 2) else x
+
+
+def read_levels(reader: BlurReader, y: torch.Tensor) -> list:
+    """[(coc, sigma)] per pyramid level, px at full resolution, each at half its level's size.
+
+    Args:
+        y: (B, 1, H, W) linear luminance.
+    """
+    cfg = reader.config
+    out = []
+    level = y
+    for lev in range(cfg.levels):
+        if lev and min(level.shape[-2:]) // 2 < cfg.min_level_side:
+            break
+        if lev:
+            level = F.avg_pool2d(_pad_even(level), 2)
+        h, w = level.shape[-2:]
+        coc, sigma = reader(_pad_even(level), noise_sigma(level))
+        hh, ww = (h + 1) // 2, (w + 1) // 2
+        out.append((coc[..., :hh, :ww] * 2**lev, sigma[..., :hh, :ww] * 2**lev))
+    return out
+
+
+def fuse_levels(levels: list, size: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Precision-weighted CoC and its sigma (px) of the levels, on a grid of ``size``."""
+    num = den = None
+    for coc, sigma in levels:
+        if coc.shape[-2:] != tuple(size):
+            coc = F.interpolate(coc, size=size, mode="bilinear", align_corners=False)
+            sigma = F.interpolate(sigma, size=size, mode="bilinear", align_corners=False)
+        w = 1.0 / (sigma * sigma)
+        num = w * coc if num is None else num + w * coc
+        den = w if den is None else den + w
+    return num / den, den.rsqrt()
+
+
+def spread(coc, sigma, guide, cfg: ReaderConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Combine each pixel's reading with its edge-bounded neighbourhood's (see module doc).
+
+    Returns CoC (px), sigma (px) and the share of the pixel's own reading in [0, 1]."""
+    w = 1.0 / (sigma * sigma)
+    moments, _ = propagate(torch.cat([coc, coc * coc], 1), w, guide, cfg.spread_sigma_s, cfg.spread_sigma_r)
+    mean_n = moments[:, :1]
+    var_n = (moments[:, 1:2] - mean_n * mean_n).clamp_min(0.0)
+    # the neighbourhood's reading as an estimate of this pixel's CoC: the readings' spread around
+    # it (how much the CoC varies, and how noisy the readings are) is its error
+    w_n = 1.0 / (var_n + 0.01)
+    own = w / (w + w_n)
+    fused = own * coc + (1.0 - own) * mean_n
+    return fused, (w + w_n).rsqrt() * cfg.sigma_scale, own
+
+
+@torch.no_grad()
+def read_defocus(reader: BlurReader, image_srgb: torch.Tensor) -> DefocusEstimate:
+    """CoC (px), sigma (px) and confidence of an sRGB batch (B, 3, H, W) in [0, 1], at the input
+    resolution (see module doc)."""
+    cfg = reader.config
+    h, w = image_srgb.shape[-2:]
+    y = luminance(image_srgb)
+    grid = ((h + 1) // 2, (w + 1) // 2)
+    coc, sigma = fuse_levels(read_levels(reader, y.to(next(reader.parameters()).dtype)), grid)
+    coc, sigma = coc.float(), sigma.float()
+    guide = F.avg_pool2d(_pad_even(image_srgb.float()), 2)
+    coc, sigma, own = spread(coc, sigma, guide, cfg)
+    maps = torch.cat([coc, sigma, own], 1)
+    maps = F.interpolate(maps, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
+    return DefocusEstimate(coc=maps[:, :1], confidence=maps[:, 2:3], sigma=maps[:, 1:2], edges=maps[:, 2:3] > 0.5)

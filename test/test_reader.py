@@ -1,0 +1,145 @@
+"""The learned blur reader: patches with the CoC the optics gave them, the pyramid and its fusion,
+checkpoints of kind "reader", training (resume, DDP) on patches the test renders itself."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from depth_defocus_ros.blurpatches import PatchConfig, TileMaker, load_patches, render_patch_shards
+from depth_defocus_ros.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from depth_defocus_ros.estimator import Estimator
+from depth_defocus_ros.reader import BlurReader, ReaderConfig, fuse_levels, laplace_nll, read_defocus, read_levels
+from depth_defocus_ros.render import PSFShape, disc_kernel, render_defocus
+
+SMALL = PatchConfig(tile=64, patch=32, crops=2, max_coc_px=8.0, leaves=(2, 6))
+
+
+def test_patch_labels_are_the_coc_the_tile_was_rendered_with(monkeypatch):
+    maker = TileMaker(SMALL, photos=[])
+    monkeypatch.setattr(maker, "_coc_levels", lambda r, n: sorted([5.0, -3.0, 1.5][:n], reverse=True))
+    for level_share, level in ((0.0, 0), (1.0, 1)):
+        maker.cfg = PatchConfig(**{**SMALL.to_dict(), "level1_share": level_share, "ramp_share": 0.0, "layers": (3, 3)})
+        y, coc, noise, lev = maker.tile(torch.Generator().manual_seed(3))
+        assert lev == level and y.shape == coc.shape == (SMALL.tile, SMALL.tile) and noise > 0
+        values = set(np.round(coc.numpy().ravel(), 3))
+        # the layers' CoC (px at the reader's level; rendered at twice that before a 2x2 average)
+        # and the background's, behind them all
+        assert {5.0, 3.0, 1.5} <= values and max(values) >= 5.0
+
+
+def test_shaped_psf_keeps_its_diameter_and_the_ideal_disc_is_unchanged():
+    img = torch.zeros(1, 1, 64, 64)
+    img[..., 32, 32] = 1.0
+    s = torch.full((1, 1, 64, 64), 9.0)
+    ideal = render_defocus(img, s)[0, 0]
+    k = disc_kernel(9.0)
+    r = k.shape[0] // 2
+    np.testing.assert_allclose(ideal[32 - r : 33 + r, 32 - r : 33 + r].numpy(), k.numpy(), atol=1e-5)
+    rim = render_defocus(img, s, psf=PSFShape(rim=0.8))[0, 0]
+    assert abs(float(rim.sum()) - 1.0) < 1e-4 and (rim[32, 32:] > 1e-6).sum() == (ideal[32, 32:] > 1e-6).sum()
+    assert rim[32, 36] > rim[32, 32]  # a brighter rim than centre
+
+
+def test_patch_shards_are_resumable_and_refuse_another_config(tmp_path):
+    out = render_patch_shards(tmp_path / "p", 2, tiles_per_shard=2, seed=4, config=SMALL)
+    first = (out / "patches_00001.npz").read_bytes()
+    (out / "patches_00001.npz").unlink()
+    render_patch_shards(out, 2, tiles_per_shard=2, seed=4, config=SMALL)
+    assert (out / "patches_00001.npz").read_bytes() == first  # the same seed, the same shard
+    assert json.loads((out / "manifest.json").read_text())["complete"]
+    p = load_patches(out)
+    assert p["y"].shape[1:] == (SMALL.patch, SMALL.patch) and p["coc"].shape == p["y"].shape
+    assert len(p["noise"]) == len(p["y"]) == len(p["level"])
+    with pytest.raises(ValueError, match="another configuration"):
+        render_patch_shards(out, 2, tiles_per_shard=3, seed=4, config=SMALL)
+
+
+def test_pyramid_levels_fusion_and_full_resolution_outputs():
+    reader = BlurReader(ReaderConfig()).eval()
+    y = torch.rand(1, 1, 100, 130)
+    levels = read_levels(reader, y)
+    assert [tuple(c.shape[-2:]) for c, _ in levels] == [(50, 65), (25, 33), (13, 17)]
+    a = (torch.full((1, 1, 4, 4), 2.0), torch.ones(1, 1, 4, 4))
+    b = (torch.full((1, 1, 2, 2), 4.0), torch.ones(1, 1, 2, 2))
+    coc, sigma = fuse_levels([a, b], (4, 4))
+    assert torch.allclose(coc, torch.full_like(coc, 3.0)) and torch.allclose(sigma, torch.full_like(sigma, 0.5**0.5))
+    est = read_defocus(reader, torch.rand(2, 3, 61, 90))
+    assert est.coc.shape == est.sigma.shape == est.confidence.shape == (2, 1, 61, 90)
+    assert (est.sigma > 0).all() and (est.confidence >= 0).all() and (est.confidence <= 1).all()
+
+
+def test_laplace_nll_is_lowest_at_the_truth_with_the_right_sigma():
+    t = torch.tensor(3.0)
+    assert laplace_nll(t, torch.tensor(1.0), t) < laplace_nll(t + 0.5, torch.tensor(1.0), t)
+    sig = torch.linspace(0.3, 4.0, 200)
+    # a mean absolute error of 1 px is a Laplace scale of 1 px: a standard deviation of sqrt(2) px
+    best = sig[laplace_nll(torch.zeros(()), sig, torch.tensor(1.0)).argmin()]
+    assert abs(float(best) - math.sqrt(2.0)) < 0.05
+
+
+def test_reader_checkpoint_loads_as_an_estimator_and_refuses_the_wrong_kind(tmp_path):
+    reader = BlurReader(ReaderConfig(channels=8, dilations=[1, 2]))
+    path = tmp_path / "reader.pt"
+    ck = {"kind": "reader", "reader_config": reader.config.to_dict(), "reader_state": reader.state_dict()}
+    save_checkpoint(path, {**ck, "process_long_side": 640})
+    est = Estimator.load(path, device="cpu")
+    assert est.kind == "reader"
+    rgb = (np.random.default_rng(0).random((40, 52, 3)) * 255).astype(np.uint8)
+    pred = est.predict(rgb, {"focal_length_m": 0.05, "f_number": 2.0, "focus_distance_m": 2.0}, fx=60.0)
+    assert pred.defocus.shape == (40, 52) and np.isfinite(pred.defocus).all()
+    with pytest.raises(CheckpointError, match="not the multi-task network"):
+        build_model(load_checkpoint(path), path)
+    save_checkpoint(tmp_path / "bad.pt", {**ck, "kind": "mystery", "process_long_side": 640})
+    with pytest.raises(CheckpointError, match="unknown kind"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def _train(data, out, *extra, torchrun=False, env=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    head = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        if torchrun
+        else [sys.executable]
+    )
+    cmd = [*head, "-m", "depth_defocus_ros", "train-reader", "--data", str(data), "--out", str(out)]
+    cmd += ["--channels", "8", "--dilations", "1,2", "--batch-size", "4", "--val-shards", "1", "--log-every", "1"]
+    r = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory):
+    return render_patch_shards(tmp_path_factory.mktemp("patches") / "p", 3, tiles_per_shard=2, seed=1, config=SMALL)
+
+
+def test_train_reader_resume_and_outputs(patches, tmp_path):
+    out = tmp_path / "run"
+    _train(patches, out, "--steps", "4", "--val-every", "4")
+    for f in ("args.json", "last.pt", "best.pt", "metrics.jsonl", "loss.png"):
+        assert (out / f).is_file(), f
+    ck = load_checkpoint(out / "best.pt")
+    assert ck["kind"] == "reader" and "optimizer" not in ck and ck["patch_config"]["patch"] == SMALL.patch
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in recs if r["kind"] == "val"]
+    assert val and 0 <= val[-1]["val_within_sigma"] <= 1 and math.isfinite(val[-1]["val_mae"])
+    r = _train(patches, out, "--steps", "6", "--val-every", "6", "--resume")
+    assert "resumed from" in r.stdout + r.stderr and load_checkpoint(out / "last.pt")["step"] == 6
+    _train(patches, tmp_path / "ft", "--steps", "2", "--val-every", "2", "--init", str(out / "best.pt"))
+
+
+@pytest.mark.slow
+def test_train_reader_ddp_two_processes_end_with_identical_weights(patches, tmp_path):
+    env = {"DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS": str(tmp_path)}
+    _train(patches, tmp_path / "ddp", "--steps", "3", "--val-every", "100", "--device", "cpu", torchrun=True, env=env)
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    init = torch.load(tmp_path / "rank0_init.pt", weights_only=True)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert any(not torch.equal(init[k], w0[k]) for k in w0)
