@@ -48,9 +48,9 @@ __all__ = ["PatchConfig", "TileMaker", "render_patch_shards", "patch_shard_paths
 class PatchConfig:
     """What the tiles draw. Defaults are the ones the shipped reader was trained with."""
 
-    tile: int = 160  # px at level 0 (before the optional 2x2 average)
+    tile: int = 128  # px at the reader's level (rendered at twice the size before a 2x2 average)
     patch: int = 64  # px at the reader's level
-    crops: int = 6  # patches cut from a level-0 tile (a quarter as many from an averaged one)
+    crops: int = 4  # patches cut from a tile
     level1_share: float = 0.5  # share of tiles averaged 2x2
     max_coc_px: float = 24.0  # largest CoC at the reader's level
     small_share: float = 0.55  # share of tiles whose typical CoC is uniform in [0, small_max_px]
@@ -60,7 +60,7 @@ class PatchConfig:
     flat_leaf_share: float = 0.2  # leaves of one colour (no texture: the blur cannot be read there)
     ramp_share: float = 0.3  # tiles whose background CoC slopes across the tile
     photo_share: float = 0.65  # textured leaves cut from photographs (else procedural)
-    photo_downscale: tuple = (1.0, 2.5)  # photographs are only ever reduced, never magnified
+    photo_downscale: tuple = (1.5, 4.0)  # photographs are reduced (sharper than the originals), never magnified
     psf_share: float = 0.5  # tiles whose blur spot is not the ideal disc
     chroma_share: float = 0.3  # tiles with a lateral chromatic shift (up to 0.6 px)
     noise_share: float = 0.75
@@ -112,22 +112,18 @@ class TileMaker:
         self.photos = load_photo_textures() if photos is None else photos
 
     def _texture(self, size: int, r: _Draw) -> torch.Tensor:
-        """(3, size, size) sRGB: a photo crop (reduced, never magnified) or a procedural texture."""
+        """(3, size, size) sRGB: a photo reduced by 1.5-4x (area: sharper than the photo, never
+        magnified) or a procedural texture drawn at twice the size and reduced, cut to ``size``
+        (mirror-tiled where the reduced photo is smaller)."""
         if self.photos and r.u() < self.cfg.photo_share:
             img = self.photos[r.i(0, len(self.photos) - 1)]
             scale = r.u(*self.cfg.photo_downscale)
-            side = min(int(size * scale), *img.shape[1:])
-            y0, x0 = r.i(0, img.shape[1] - side), r.i(0, img.shape[2] - side)
-            crop = img[:, y0 : y0 + side, x0 : x0 + side]
-            if side != size:
-                crop = F.interpolate(crop[None], size=(size, size), mode="area")[0] if side > size else crop
-            if crop.shape[-1] < size:  # a photo smaller than the tile: mirror it, never magnify
-                reps = math.ceil(size / crop.shape[-1])
-                crop = torch.cat([crop, crop.flip(-1)] * reps, -1)[..., :size]
-                crop = torch.cat([crop, crop.flip(-2)] * reps, -2)[..., :size, :]
-            tex = crop
+            h, w = (max(8, int(v / scale)) for v in img.shape[1:])
+            tex = _mirror_to(F.interpolate(img[None], size=(h, w), mode="area")[0], size)
+            y0, x0 = r.i(0, tex.shape[1] - size), r.i(0, tex.shape[2] - size)
+            tex = tex[:, y0 : y0 + size, x0 : x0 + size]
         else:
-            tex = procedural_texture(size, r.gen)
+            tex = F.avg_pool2d(procedural_texture(2 * size, r.gen)[None], 2)[0]
         contrast = r.u(0.3, 1.0)
         return (tex.mean() + contrast * (tex - tex.mean())).clamp(0, 1)
 
@@ -210,7 +206,7 @@ class TileMaker:
         """Random crops of one tile: ``y``, ``coc`` (n, P, P), ``noise``, ``level`` (n,)."""
         y, coc, noise, level = self.tile(gen)
         p, h = self.cfg.patch, y.shape[-1]
-        n = max(1, self.cfg.crops // (4 if level else 1))
+        n = self.cfg.crops
         ys, cs = [], []
         for _ in range(n):
             y0, x0 = (int(torch.randint(0, h - p + 1, (1,), generator=gen)) for _ in range(2))
@@ -222,6 +218,15 @@ class TileMaker:
             "noise": np.full(n, noise, np.float32),
             "level": np.full(n, level, np.int8),
         }
+
+
+def _mirror_to(img: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, h, w) -> at least (3, size, size), by mirror tiling (never magnifying)."""
+    while img.shape[1] < size:
+        img = torch.cat([img, img.flip(-2)], -2)
+    while img.shape[2] < size:
+        img = torch.cat([img, img.flip(-1)], -1)
+    return img
 
 
 def _chromatic_shift(lin: torch.Tensor, shift_px: float, angle: float) -> torch.Tensor:

@@ -24,6 +24,7 @@ and why).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,9 @@ class Prediction:
     relative_error: np.ndarray | None = None  # (H, W) float32, expected sigma_d / d
     side_prob: np.ndarray | None = None  # (H, W) float32, P(behind the focus plane)
     confidence: np.ndarray | None = None  # (H, W) float32, [0, 1] blur evidence
+    # seconds spent reading the blur (reader, training-free estimate or network) and composing
+    # depth (side, validity, copies back to the host)
+    timing: dict | None = None
 
     def __iter__(self):  # allows depth, defocus, unc = est.predict(...)
         return iter((self.depth, self.defocus, self.uncertainty))
@@ -203,10 +207,14 @@ class Estimator:
         if focus_side not in FOCUS_SIDES:
             raise ValueError(f"focus_side must be one of {', '.join(FOCUS_SIDES)}, got {focus_side!r}")
         h, w = rgb.shape[:2]
+        t0 = time.perf_counter()
         x, scale = prepare(rgb, self.device, self.long_side)
         lens_t = lens.as_tensor(self.device)
         fx_t = torch.tensor([fx * scale], device=self.device)
         maps = list(self.read(x, lens_t, fx_t))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
         if scale < 1.0:  # back to the input size; CoC and its sigma in input pixels
             maps = [
                 None if t is None else F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False) for t in maps
@@ -222,7 +230,7 @@ class Estimator:
         def out(t):  # (1, 1, h, w) -> (h, w) float32 numpy
             return t[0, 0].float().cpu().numpy().astype(np.float32)
 
-        return Prediction(
+        pred = Prediction(
             depth=out(res.depth),
             defocus=out(coc),
             uncertainty=out(res.uncertainty) if uncertainty else None,
@@ -230,3 +238,5 @@ class Estimator:
             side_prob=out(p),
             confidence=out(conf),
         )
+        pred.timing = {"read_s": t1 - t0, "depth_s": time.perf_counter() - t1}
+        return pred

@@ -127,8 +127,10 @@ def read_levels(reader: BlurReader, y: torch.Tensor) -> list:
 
 
 def fuse_levels(levels: list, size: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """Precision-weighted CoC and its sigma (px) of the levels, on a grid of ``size``."""
-    num = den = None
+    """Precision-weighted CoC (px) of the levels on a grid of ``size``, and the equally weighted
+    mean of their sigmas: the levels read the same texture, so their errors are not independent
+    and their precisions do not add up."""
+    num = den = var = None
     for coc, sigma in levels:
         if coc.shape[-2:] != tuple(size):
             coc = F.interpolate(coc, size=size, mode="bilinear", align_corners=False)
@@ -136,23 +138,26 @@ def fuse_levels(levels: list, size: tuple) -> tuple[torch.Tensor, torch.Tensor]:
         w = 1.0 / (sigma * sigma)
         num = w * coc if num is None else num + w * coc
         den = w if den is None else den + w
-    return num / den, den.rsqrt()
+        var = w * sigma * sigma if var is None else var + w * sigma * sigma
+    return num / den, (var / den).sqrt()
 
 
 def spread(coc, sigma, guide, cfg: ReaderConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Combine each pixel's reading with its edge-bounded neighbourhood's (see module doc).
 
     Returns CoC (px), sigma (px) and the share of the pixel's own reading in [0, 1]."""
-    w = 1.0 / (sigma * sigma)
-    moments, _ = propagate(torch.cat([coc, coc * coc], 1), w, guide, cfg.spread_sigma_s, cfg.spread_sigma_r)
+    var = sigma * sigma
+    w = 1.0 / var
+    moments, _ = propagate(torch.cat([coc, coc * coc, var], 1), w, guide, cfg.spread_sigma_s, cfg.spread_sigma_r)
     mean_n = moments[:, :1]
-    var_n = (moments[:, 1:2] - mean_n * mean_n).clamp_min(0.0)
-    # the neighbourhood's reading as an estimate of this pixel's CoC: the readings' spread around
-    # it (how much the CoC varies, and how noisy the readings are) is its error
-    w_n = 1.0 / (var_n + 0.01)
-    own = w / (w + w_n)
+    # the neighbourhood's reading as an estimate of this pixel's CoC: its error is the readings'
+    # own (their typical variance) plus how much they differ around the pixel
+    var_n = moments[:, 2:3] + (moments[:, 1:2] - mean_n * mean_n).clamp_min(0.0)
+    own = var_n / (var + var_n)  # precision share of the pixel's own reading
     fused = own * coc + (1.0 - own) * mean_n
-    return fused, (w + w_n).rsqrt() * cfg.sigma_scale, own
+    # a mixture of the two estimates (their errors are correlated: no precision gain)
+    sd = (own * var + (1.0 - own) * var_n).sqrt()
+    return fused, sd * cfg.sigma_scale, own
 
 
 @torch.no_grad()

@@ -43,7 +43,27 @@ _SKIMAGE_PHOTOS = (
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def _read_png(path: Path) -> np.ndarray | None:
+    """HxWx3 uint8 RGB of a PNG through Pillow, which ignores colour-profile chunks: libpng (OpenCV's
+    decoder) prints a warning for the invalid iCCP chunk of scikit-image's page.png."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I"):  # 16- or 32-bit grey
+                img = (np.asarray(im, np.float64) / 257.0).clip(0, 255).astype(np.uint8)
+            else:
+                img = np.array(im.convert("RGB"))
+    except OSError:
+        return None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
 def _read_rgb(path: Path) -> np.ndarray | None:
+    if path.suffix.lower() == ".png":
+        return _read_png(path)
     import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

@@ -190,6 +190,8 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
 
 
 def main(argv=None) -> int:
+    from depth_defocus_ros.ros.node import STAGES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="checkpoint or 'training-free' (default: the shipped default)")
     p.add_argument("--devices", default=None, help="comma list (default: cpu, and cuda when present)")
@@ -239,18 +241,16 @@ def main(argv=None) -> int:
                 f"{dev:5s} {r['size']:>8s} in {r['input_hz']:.0f} Hz: out {r['output_hz']:5.2f} Hz, dropped "
                 f"{r['frames_dropped']}/{r['frames_published']}, latency {lat}; node received "
                 f"{r['all_frames_received_by_node']} of {r['all_frames_published']} frames; per frame: "
-                + ", ".join(
-                    f"{k} {r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate", "publish")
-                ),
+                + ", ".join(f"{k} {r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in STAGES),
                 flush=True,
             )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(
         "\n| device | size | input | output rate | not processed | latency mean | p50 | p95 | max | reached node "
-        "| decode | estimate | publish |"
+        "| decode | read blur | depth | publish |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         f = lambda k, r=r: "n/a" if r[k] is None else f"{r[k]:.0f} ms"
         print(
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
             f"{r['output_hz']:.2f} Hz | {r['frames_dropped']}/{r['frames_published']} | {f('latency_ms_mean')} | "
             f"{f('latency_ms_p50')} | {f('latency_ms_p95')} | {f('latency_ms_max')} | "
             f"{r['all_frames_received_by_node']}/{r['all_frames_published']} | "
-            + " | ".join(f"{r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in ("decode", "estimate", "publish"))
+            + " | ".join(f"{r.get(f'stage_ms_{k}', float('nan')):.0f} ms" for k in STAGES)
             + " |"
         )
     return 0

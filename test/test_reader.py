@@ -109,6 +109,7 @@ def _train(data, out, *extra, torchrun=False, env=None):
     )
     cmd = [*head, "-m", "depth_defocus_ros", "train-reader", "--data", str(data), "--out", str(out)]
     cmd += ["--channels", "8", "--dilations", "1,2", "--batch-size", "4", "--val-shards", "1", "--log-every", "1"]
+    cmd += ["--calibration-scenes", "2"]
     r = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -126,6 +127,8 @@ def test_train_reader_resume_and_outputs(patches, tmp_path):
         assert (out / f).is_file(), f
     ck = load_checkpoint(out / "best.pt")
     assert ck["kind"] == "reader" and "optimizer" not in ck and ck["patch_config"]["patch"] == SMALL.patch
+    # the final sigma's scale was fitted on synthetic scenes and stored with the reader
+    assert ck["calibration"]["scenes"] == 2 and ck["reader_config"]["sigma_scale"] == ck["calibration"]["sigma_scale"]
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in recs if r["kind"] == "val"]
     assert val and 0 <= val[-1]["val_within_sigma"] <= 1 and math.isfinite(val[-1]["val_mae"])

@@ -107,7 +107,9 @@ class LatestSlot:
             self._cond.notify_all()
 
 
-STAGES = ("decode", "estimate", "publish")  # where a frame's time goes (diagnostics stage_ms_*)
+# where a frame's time goes (diagnostics stage_ms_*): message -> RGB, reading the blur (the reader
+# or the training-free estimate), side + validity + depth, conversions + point cloud + publishing
+STAGES = ("decode", "read", "depth", "publish")
 
 
 class Stats:
@@ -342,7 +344,8 @@ class DepthDefocusNode(Node):
             pts = make_points_array(depth_to_points(d, intr, dec), rgb[::dec, ::dec])
             pubs["points"].publish(points_to_pointcloud2(pts, header))
         now = time.monotonic()
-        for name, seconds in zip(STAGES, (t1 - t0, t2 - t1, now - t2)):
+        read_s = (pred.timing or {}).get("read_s", 0.0)
+        for name, seconds in zip(STAGES, (t1 - t0, read_s, t2 - t1 - read_s, now - t2)):
             self.stats.stage(name, seconds)
         age = (self.get_clock().now().nanoseconds - (header.stamp.sec * 10**9 + header.stamp.nanosec)) * 1e-9
         self.stats.frame_out(now, now - t_recv, age if header.stamp.sec or header.stamp.nanosec else None)
