@@ -1,9 +1,12 @@
 """Multi-task network: one shared encoder, a defocus decoder and a depth decoder, on top of the
 training-free defocus estimate (physics first, DESIGN.md).
 
-* Inputs: the sRGB image and the physics features of :func:`.reblur.estimate_defocus` (the
-  training-free CoC, its confidence, and contrast-free multi-scale gradient ratios). The encoder
-  and the defocus decoder never see the lens: the CoC in pixels is a property of the image.
+* Inputs: the sRGB image and the first stage's reading of the blur: the features of
+  :func:`.reblur.estimate_defocus` (the training-free CoC, its confidence, and contrast-free
+  multi-scale gradient ratios) or, when ``ModelConfig.reader`` is set, the learned blur reader's
+  (:mod:`.reader`: CoC, confidence, sigma; its weights are trained on patches and frozen here).
+  The encoder and the defocus decoder never see the lens: the CoC in pixels is a property of the
+  image.
 * Defocus decoder: a correction to the training-free CoC (px) and its log standard deviation;
   its last layer starts at zero, so an untrained network *is* the training-free estimate and
   training can only move it where the data says so.
@@ -27,11 +30,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .optics import coc_at_infinity_batch
+from .reader import BlurReader, ReaderConfig, read_defocus
 from .reblur import ReblurConfig, estimate_defocus
 
-__all__ = ["ModelConfig", "DepthDefocusNet", "lens_features", "N_PHYSICS_FEATURES"]
+__all__ = ["ModelConfig", "DepthDefocusNet", "lens_features", "N_PHYSICS_FEATURES", "N_READER_FEATURES"]
 
 N_PHYSICS_FEATURES = 7  # CoC / coc_scale, confidence, 4 log gradient ratios, log SNR
+N_READER_FEATURES = 3  # CoC / coc_scale, confidence, log(1 + sigma)
 
 
 @dataclass
@@ -47,6 +52,7 @@ class ModelConfig:
     mean: list = field(default_factory=lambda: [0.45, 0.45, 0.45])  # sRGB normalisation
     std: list = field(default_factory=lambda: [0.25, 0.25, 0.25])
     reblur: dict = field(default_factory=lambda: asdict(ReblurConfig()))  # the physics the network corrects
+    reader: dict | None = None  # ReaderConfig of a learned blur reader as the first stage (else reblur)
 
     def __post_init__(self) -> None:
         if len(self.channels) != 5 or len(self.decoder_channels) != 4:
@@ -137,7 +143,10 @@ class DepthDefocusNet(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
         emb = 64
         self.lens_mlp = nn.Sequential(nn.Linear(cfg.n_lens_features, emb), nn.SiLU(), nn.Linear(emb, emb), nn.SiLU())
-        self.full = _conv(3 + N_PHYSICS_FEATURES, 16)
+        self.reader = BlurReader(ReaderConfig(**cfg.reader)) if cfg.reader else None
+        if self.reader is not None:
+            self.reader.requires_grad_(False)  # trained on patches (train-reader), frozen here
+        self.full = _conv(3 + (N_READER_FEATURES if self.reader is not None else N_PHYSICS_FEATURES), 16)
         chans = [16] + list(cfg.channels)
         blocks = cfg.blocks_per_stage
         self.stages = nn.ModuleList(
@@ -151,7 +160,10 @@ class DepthDefocusNet(nn.Module):
         self.reblur = ReblurConfig(**cfg.reblur)
 
     def physics(self, image: torch.Tensor):
-        """(training-free estimate, (B, N_PHYSICS_FEATURES, H, W) input features)."""
+        """(the first stage's estimate, (B, N_PHYSICS_FEATURES or N_READER_FEATURES, H, W) features)."""
+        if self.reader is not None:
+            est = read_defocus(self.reader, image)
+            return est, torch.cat([est.coc / self.config.coc_scale, est.confidence, torch.log1p(est.sigma)], 1)
         est = estimate_defocus(image, self.reblur, features=True)
         f = est.features  # (B, 6, H, W): log g_k / g_1 for k != 1, log SNR at s = 1
         feats = torch.cat([est.coc / self.config.coc_scale, est.confidence, f[:, :4], f[:, 4:5].clamp(-2, 8) / 4], 1)

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import build_model, load_checkpoint, save_checkpoint
+from .checkpoint import build_model, build_reader, load_checkpoint, save_checkpoint
 from .datasets import SceneStream, ShardDataset
 from .estimator import DEFAULT_LONG_SIDE, select_device
 from .losses import LossWeights, multitask_loss
@@ -103,6 +103,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "side exceeds it (px) and never upsamples (default 640, or the --init checkpoint's)",
     )
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tune)")
+    p.add_argument(
+        "--reader",
+        default=None,
+        help="a blur reader checkpoint (train-reader) as the network's first stage, frozen (default: the "
+        "training-free estimate, or --init's first stage)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-scenes", type=int, default=32)
@@ -215,8 +221,15 @@ class Trainer:
         init = load_checkpoint(args.init) if args.init else None
         resolve_architecture(args, init)
         self.scene_cfg = scene_config_from_args(args)
+        reader = build_reader(load_checkpoint(args.reader), args.reader) if args.reader else None
+        reader_cfg = reader.config.to_dict() if reader is not None else None
+        if reader_cfg is None and init is not None:
+            reader_cfg = init["model_config"].get("reader")
         self.model_cfg = ModelConfig(
-            channels=_ints(args.channels), decoder_channels=_ints(args.decoder_channels), blocks_per_stage=args.blocks
+            channels=_ints(args.channels),
+            decoder_channels=_ints(args.decoder_channels),
+            blocks_per_stage=args.blocks,
+            reader=reader_cfg,
         )
         self.model = DepthDefocusNet(self.model_cfg).to(self.device)
         if init is not None:
@@ -224,6 +237,8 @@ class Trainer:
             missing = self.model.load_state_dict(src.state_dict(), strict=False)
             if self.is_main:
                 print(f"initialised from {args.init} ({len(missing.missing_keys)} new tensors)")
+        if reader is not None:
+            self.model.reader.load_state_dict(reader.state_dict())
         self.da = None
         params = list(self.model.parameters())
         if getattr(args, "domain_data", None):
@@ -232,6 +247,7 @@ class Trainer:
             self.da = DomainAdaptNet(self.model, hidden=args.domain_hidden).to(self.device)
             params += list(self.da.disc.parameters())
         self.params = params
+        params = [q for q in params if q.requires_grad]  # a reader first stage stays frozen
         self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
         use_amp = args.amp == "on" or (args.amp == "auto" and self.device.type == "cuda")
         self.amp = use_amp and self.device.type == "cuda"

@@ -146,3 +146,24 @@ def test_train_reader_ddp_two_processes_end_with_identical_weights(patches, tmp_
     init = torch.load(tmp_path / "rank0_init.pt", weights_only=True)
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     assert any(not torch.equal(init[k], w0[k]) for k in w0)
+
+
+def test_network_on_a_frozen_reader_first_stage(tmp_path):
+    from cli_args import TINY_TRAIN
+
+    reader = BlurReader(ReaderConfig(channels=8, dilations=[1, 2]))
+    ck = {"kind": "reader", "reader_config": reader.config.to_dict(), "reader_state": reader.state_dict()}
+    save_checkpoint(tmp_path / "reader.pt", {**ck, "process_long_side": 640})
+    out = tmp_path / "net"
+    cmd = [sys.executable, "-m", "depth_defocus_ros", "train", "--out", str(out), *TINY_TRAIN, "--steps", "2"]
+    cmd += ["--val-every", "2", "--reader", str(tmp_path / "reader.pt")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    net = load_checkpoint(out / "last.pt")
+    assert net["model_config"]["reader"]["channels"] == 8
+    for k, v in reader.state_dict().items():  # the reader stayed as trained on patches
+        assert torch.equal(net["state_dict"][f"reader.{k}"], v), k
+    est = Estimator.load(out / "best.pt", device="cpu")
+    rgb = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
+    pred = est.predict(rgb, {"focal_length_m": 0.05, "f_number": 2.0, "focus_distance_m": 2.0}, fx=60.0)
+    assert est.kind == "network" and pred.defocus.shape == (64, 64)
