@@ -13,8 +13,9 @@ Per image (all vectorised; no per-pixel Python loop):
    stays at least ``min_level_side``): the reader's input is ``y / local mean - 1`` (exposure
    free), space-to-depth 2x2 (so the CNN runs at half the level's resolution) and the level's
    noise relative to the local mean;
-2. every level's CoC and sigma, times 2^l (px at full resolution), upsampled to the grid of level
-   0's output (half the input resolution), fused by precision (1 / sigma^2);
+2. every level's CoC and sigma, times 2^l (px at full resolution), brought to one grid (a
+   quarter of the input resolution: block averages of the finer levels, bilinear upsampling of
+   the coarser ones) and fused by precision (1 / sigma^2);
 3. edge-aware spread (:func:`.propagate.propagate`): the precision-weighted mean and variance of
    the readings around each pixel, bounded by image edges; a pixel's own reading and its
    neighbourhood's are combined by precision, so textured pixels keep their own reading and flat
@@ -51,7 +52,8 @@ class ReaderConfig:
     levels: int = 5  # at most this many pyramid levels (factor 2)
     min_level_side: int = 24  # px: a level's short side must be at least this
     sigma_floor: float = 0.05  # px (at a level): the smallest sigma the head can state
-    spread_sigma_s: float = 24.0  # px (at half the input resolution): extent of the edge-aware spread
+    grid: int = 4  # levels are fused and spread on a grid this many times coarser than the input
+    spread_sigma_s: float = 12.0  # px (on that grid): extent of the edge-aware spread
     spread_sigma_r: float = 0.4  # guide step (summed sRGB) that costs spread_sigma_s px
     sigma_scale: float = 1.0  # calibration of the final sigma (fitted on synthetic scenes)
 
@@ -127,19 +129,21 @@ def read_levels(reader: BlurReader, y: torch.Tensor) -> list:
 
 
 def fuse_levels(levels: list, size: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """Precision-weighted CoC (px) of the levels on a grid of ``size``, and the equally weighted
-    mean of their sigmas: the levels read the same texture, so their errors are not independent
-    and their precisions do not add up."""
-    num = den = var = None
+    """Precision-weighted CoC (px) of the levels on a grid of ``size``, and the precision-weighted
+    mean of their variances: the levels read the same texture, so their errors are not
+    independent and their precisions do not add up. A finer level enters as block averages of
+    its (precision, precision x CoC), a coarser one upsampled."""
+    total = None
     for coc, sigma in levels:
-        if coc.shape[-2:] != tuple(size):
-            coc = F.interpolate(coc, size=size, mode="bilinear", align_corners=False)
-            sigma = F.interpolate(sigma, size=size, mode="bilinear", align_corners=False)
         w = 1.0 / (sigma * sigma)
-        num = w * coc if num is None else num + w * coc
-        den = w if den is None else den + w
-        var = w * sigma * sigma if var is None else var + w * sigma * sigma
-    return num / den, (var / den).sqrt()
+        sums = torch.cat([w, w * coc, torch.ones_like(w)], 1)  # precision, precision x CoC, precision x variance
+        if sums.shape[-2:] != tuple(size):
+            finer = sums.shape[-1] > size[-1]
+            sums = F.interpolate(
+                sums, size=size, mode="area" if finer else "bilinear", align_corners=None if finer else False
+            )
+        total = sums if total is None else total + sums
+    return total[:, 1:2] / total[:, :1], (total[:, 2:3] / total[:, :1]).sqrt()
 
 
 def spread(coc, sigma, guide, cfg: ReaderConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -167,11 +171,12 @@ def read_defocus(reader: BlurReader, image_srgb: torch.Tensor) -> DefocusEstimat
     cfg = reader.config
     h, w = image_srgb.shape[-2:]
     y = luminance(image_srgb)
-    grid = ((h + 1) // 2, (w + 1) // 2)
+    g = cfg.grid
+    grid = (-(-h // g), -(-w // g))
     coc, sigma = fuse_levels(read_levels(reader, y.to(next(reader.parameters()).dtype)), grid)
     coc, sigma = coc.float(), sigma.float()
-    guide = F.avg_pool2d(_pad_even(image_srgb.float()), 2)
+    guide = F.interpolate(image_srgb.float(), size=grid, mode="area")
     coc, sigma, own = spread(coc, sigma, guide, cfg)
     maps = torch.cat([coc, sigma, own], 1)
-    maps = F.interpolate(maps, scale_factor=2, mode="bilinear", align_corners=False)[..., :h, :w]
+    maps = F.interpolate(maps, size=(grid[0] * g, grid[1] * g), mode="bilinear", align_corners=False)[..., :h, :w]
     return DefocusEstimate(coc=maps[:, :1], confidence=maps[:, 2:3], sigma=maps[:, 1:2], edges=maps[:, 2:3] > 0.5)

@@ -98,10 +98,11 @@ def plot_training_curves(metrics_jsonl, out_png) -> None:
     plt.close(fig)
 
 
-def save_overview(path, frames, max_depth_m: float = 20.0) -> None:
+def save_overview(path, frames, max_depth_m: float = 20.0, title: str | None = None) -> None:
     """One row per frame: input | published depth | measured depth | relative depth error |
-    defocus, titled with the frame's lens and numbers. Black in the depth columns: not published
-    (or no measurement). ``frames``: (n, (name, rgb, gt_depth, lens), depth, defocus, metrics)."""
+    defocus, titled with the frame's lens and numbers, under ``title`` (e.g. which estimator).
+    Black in the depth columns: not published (or no measurement). ``frames``: (n, (name, rgb,
+    gt_depth, lens), depth, defocus, metrics)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,7 +136,7 @@ def save_overview(path, frames, max_depth_m: float = 20.0) -> None:
                 f"defocus (CoC px): MAE {m['coc_mae']:.2f} px",
             ),
         ]
-        for ax, (img, rng, title) in zip(ax_row, panels):
+        for ax, (img, rng, label) in zip(ax_row, panels):
             if rng is None:
                 ax.imshow(img)
             else:
@@ -143,8 +144,10 @@ def save_overview(path, frames, max_depth_m: float = 20.0) -> None:
                     np.ma.masked_invalid(img), cmap=cmap if img is not defocus else "magma", vmin=rng[0], vmax=rng[1]
                 )
                 fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01)
-            ax.set_title(title, fontsize=9)
+            ax.set_title(label, fontsize=9)
             ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

@@ -63,3 +63,80 @@ def test_default_on_the_bundled_samples(estimator):
     coc_mae, zero_mae = float(np.concatenate(coc_err).mean()), float(np.concatenate(zero_err).mean())
     print(f"samples: CoC MAE {coc_mae:.2f} px (no-blur answer {zero_mae:.2f} px)")
     assert coc_mae < 0.75 * zero_mae and math.isfinite(coc_mae)
+
+
+def _learned_reader():
+    """The shipped reader, else the best kept candidate (models/candidates/): the reader's own
+    quality is tested whether or not it met the shipping rule."""
+    for path in (ROOT / "models" / "depth_defocus.pt", *sorted((ROOT / "models" / "candidates").glob("*.pt"))):
+        if path.is_file() and load_checkpoint(path)["kind"] == "reader":
+            return Estimator.load(path, device="cpu")
+    pytest.fail("no learned blur reader in models/ or models/candidates/")
+
+
+@pytest.fixture(scope="module")
+def reader_estimator():
+    return _learned_reader()
+
+
+def _unseen_photo(width: int):
+    """The right view of the Middlebury Motorcycle (scikit-image's copy): never a training texture
+    (the benchmark uses the left view), as linear light (1, 3, H, W) at ``width`` px."""
+    import os
+
+    import skimage
+    import torch
+    from skimage import io
+
+    from depth_defocus_ros.render import srgb_to_linear
+
+    img = io.imread(os.path.join(os.path.dirname(skimage.__file__), "data", "motorcycle_right.png"))[..., :3]
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255.0
+    if width != x.shape[-1]:
+        x = torch.nn.functional.interpolate(x, size=(round(x.shape[-2] * width / x.shape[-1]), width), mode="area")
+    return srgb_to_linear(x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [741, 370])
+def test_reader_reads_disc_blur_of_an_unseen_photograph_within_10_percent(reader_estimator, width):
+    """A photograph blurred by one disc of 3, 6, 12 and 20 px, at two image scales: the median
+    CoC read over the image (edges excluded: 24 px) is the disc's diameter within 10 %."""
+    import torch
+
+    from depth_defocus_ros.render import render_defocus, sensor_degrade
+
+    lin = _unseen_photo(width)
+    lens = {"focal_length_m": 0.05, "f_number": 2.0, "focus_distance_m": 2.0}
+    for coc in (3.0, 6.0, 12.0, 20.0):
+        out = render_defocus(lin, torch.full((1, 1, *lin.shape[-2:]), coc))[0]
+        srgb = sensor_degrade(out, torch.Generator().manual_seed(0), 0.0, 0.0)
+        rgb = (srgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        read = float(np.median(reader_estimator.predict(rgb, lens, fx=width).defocus[24:-24, 24:-24]))
+        print(f"width {width}: disc {coc:g} px read {read:.2f} px")
+        assert read == pytest.approx(coc, rel=0.10), (width, coc, read)
+
+
+@pytest.mark.slow
+def test_reader_sigma_covers_its_error_on_held_out_patches(reader_estimator):
+    """On patches drawn with a seed no training used, the reader's stated sigma (a Laplace
+    standard deviation) covers its error as a Laplace does: 76 % within one sigma, 94 % within two."""
+    import torch
+    import torch.nn.functional as F
+
+    from depth_defocus_ros.blurpatches import PatchConfig, TileMaker
+
+    maker, gen = TileMaker(PatchConfig()), torch.Generator().manual_seed(987654)
+    reader = reader_estimator.reader
+    ratios = []
+    with torch.no_grad():
+        for _ in range(60):
+            p = maker.patches(gen)
+            y = torch.from_numpy(p["y"]).float()[:, None]
+            coc, sigma = reader(y, torch.from_numpy(p["noise"]))
+            target = F.avg_pool2d(torch.from_numpy(p["coc"]).float()[:, None], 2)
+            ratios.append(((coc - target).abs() / sigma)[..., 6:-6, 6:-6].flatten())
+    r = torch.cat(ratios)
+    within1, within2 = float((r <= 1).float().mean()), float((r <= 2).float().mean())
+    print(f"held-out patches: {within1:.3f} within one sigma, {within2:.3f} within two")
+    assert 0.68 <= within1 <= 0.84 and 0.89 <= within2 <= 0.98

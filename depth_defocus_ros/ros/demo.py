@@ -43,7 +43,9 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[1],
     )
     dm.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    dm.add_argument("--model", default=None, help="checkpoint (default: the shipped weights)")
+    dm.add_argument(
+        "--model", default=None, help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)"
+    )
     dm.add_argument("--device", default="auto", help="auto | cuda | cpu (default: auto)")
     dm.add_argument(
         "--frames",
@@ -287,7 +289,11 @@ def run_demo(args) -> int:
         if listener.figures:
             from ..viz import save_overview
 
-            save_overview(out / "overview.png", sorted(listener.figures, key=lambda f: f[0]), args.max_depth)
+            kind = {"reader": "learned blur reader", "network": "multi-task network"}.get(
+                node.estimator.kind, "training-free estimate"
+            )
+            title = f"estimator: {kind} ({node.model_name})"
+            save_overview(out / "overview.png", sorted(listener.figures, key=lambda f: f[0]), args.max_depth, title)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _print_summary(summary, out)
         if interrupted:
@@ -346,6 +352,7 @@ def _summary(args, rate, size, node, player, listener, timed_out) -> dict:
         "coc_mae_mean": float(np.mean(cocs)) if (cocs := [r["coc_mae"] for r in done if "coc_mae" in r]) else None,
         "coverage_mean": float(np.mean([r["coverage"] for r in done if "coverage" in r])) if done else None,
         "model": node.model_name,
+        "estimator": node.estimator.kind,
         "device": node.device,
         "precision": "fp16" if node.half else "fp32",
         "timed_out": timed_out,
