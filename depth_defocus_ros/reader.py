@@ -14,8 +14,8 @@ Per image (all vectorised; no per-pixel Python loop):
    free), space-to-depth 2x2 (so the CNN runs at half the level's resolution) and the level's
    noise relative to the local mean;
 2. every level's CoC and sigma, times 2^l (px at full resolution), brought to one grid (a
-   quarter of the input resolution: block averages of the finer levels, bilinear upsampling of
-   the coarser ones) and fused by precision (1 / sigma^2);
+   quarter of the input resolution) and combined: per pixel the finest level whose reading is
+   within the reader's range (:func:`fuse_levels`);
 3. edge-aware spread (:func:`.propagate.propagate`): the precision-weighted mean and variance of
    the readings around each pixel, bounded by image edges; a pixel's own reading and its
    neighbourhood's are combined by precision, so textured pixels keep their own reading and flat
@@ -52,6 +52,8 @@ class ReaderConfig:
     levels: int = 5  # at most this many pyramid levels (factor 2)
     min_level_side: int = 24  # px: a level's short side must be at least this
     sigma_floor: float = 0.05  # px (at a level): the smallest sigma the head can state
+    level_switch_px: float = 10.0  # px at a level: above this the next coarser level reads the blur
+    level_switch_width: float = 1.5  # px: width of that switch
     grid: int = 4  # levels are fused and spread on a grid this many times coarser than the input
     spread_sigma_s: float = 12.0  # px (on that grid): extent of the edge-aware spread
     spread_sigma_r: float = 0.4  # guide step (summed sRGB) that costs spread_sigma_s px
@@ -128,22 +130,36 @@ def read_levels(reader: BlurReader, y: torch.Tensor) -> list:
     return out
 
 
-def fuse_levels(levels: list, size: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """Precision-weighted CoC (px) of the levels on a grid of ``size``, and the precision-weighted
-    mean of their variances: the levels read the same texture, so their errors are not
-    independent and their precisions do not add up. A finer level enters as block averages of
-    its (precision, precision x CoC), a coarser one upsampled."""
-    total = None
-    for coc, sigma in levels:
-        w = 1.0 / (sigma * sigma)
-        sums = torch.cat([w, w * coc, torch.ones_like(w)], 1)  # precision, precision x CoC, precision x variance
-        if sums.shape[-2:] != tuple(size):
-            finer = sums.shape[-1] > size[-1]
-            sums = F.interpolate(
-                sums, size=size, mode="area" if finer else "bilinear", align_corners=None if finer else False
+def fuse_levels(levels: list, size: tuple, switch_px: float = 10.0, width_px: float = 1.5):
+    """One CoC and sigma (px) from the levels, on a grid of ``size``: the finest level whose
+    reading is within the reader's range (scale equivariance: a blur too large for one level is
+    in range a level or two down; a coarser level reads small blur poorly, so it is not used
+    where a finer one can read).
+
+    Level ``l`` is out of range where its reading exceeds ``switch_px`` px *at that level*
+    (a logistic step of width ``width_px``): its weight is the chance that every finer level is
+    out of range and it is not; the coarsest level takes what is left. CoC and sigma are the
+    weighted mixture's mean and standard deviation. Finer levels enter as block averages,
+    coarser ones upsampled."""
+    maps = []
+    for lev, (coc, sigma) in enumerate(levels):
+        m = torch.cat([coc, sigma * sigma], 1)
+        if m.shape[-2:] != tuple(size):
+            finer = m.shape[-1] > size[-1]
+            m = F.interpolate(
+                m, size=size, mode="area" if finer else "bilinear", align_corners=None if finer else False
             )
-        total = sums if total is None else total + sums
-    return total[:, 1:2] / total[:, :1], (total[:, 2:3] / total[:, :1]).sqrt()
+        maps.append((m[:, :1], m[:, 1:2], lev))
+    remaining = torch.ones_like(maps[0][0])
+    mean = torch.zeros_like(remaining)
+    second = torch.zeros_like(remaining)  # E[c^2] of the mixture
+    for i, (coc, var, lev) in enumerate(maps):
+        out = torch.sigmoid((coc / 2**lev - switch_px) / width_px) if i < len(maps) - 1 else torch.zeros_like(coc)
+        w = remaining * (1.0 - out)
+        mean = mean + w * coc
+        second = second + w * (var + coc * coc)
+        remaining = remaining * out
+    return mean, (second - mean * mean).clamp_min(1e-8).sqrt()
 
 
 def spread(coc, sigma, guide, cfg: ReaderConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -173,7 +189,8 @@ def read_defocus(reader: BlurReader, image_srgb: torch.Tensor) -> DefocusEstimat
     y = luminance(image_srgb)
     g = cfg.grid
     grid = (-(-h // g), -(-w // g))
-    coc, sigma = fuse_levels(read_levels(reader, y.to(next(reader.parameters()).dtype)), grid)
+    levels = read_levels(reader, y.to(next(reader.parameters()).dtype))
+    coc, sigma = fuse_levels(levels, grid, cfg.level_switch_px, cfg.level_switch_width)
     coc, sigma = coc.float(), sigma.float()
     guide = F.interpolate(image_srgb.float(), size=grid, mode="area")
     coc, sigma, own = spread(coc, sigma, guide, cfg)
