@@ -37,8 +37,9 @@ import torch.nn.functional as F
 
 from .propagate import propagate
 from .reblur import DefocusEstimate, luminance, noise_sigma
+from .refiner import MAX_LEVELS, Refiner
 
-__all__ = ["ReaderConfig", "BlurReader", "read_levels", "fuse_levels", "read_defocus", "laplace_nll"]
+__all__ = ["ReaderConfig", "BlurReader", "read_levels", "fuse_levels", "grid_features", "read_defocus", "laplace_nll"]
 
 
 @dataclass
@@ -57,7 +58,9 @@ class ReaderConfig:
     grid: int = 4  # levels are fused and spread on a grid this many times coarser than the input
     spread_sigma_s: float = 12.0  # px (on that grid): extent of the edge-aware spread
     spread_sigma_r: float = 0.4  # guide step (summed sRGB) that costs spread_sigma_s px
+    spread_power: float = 1.0  # weight of a reading in the spread: variance ** -spread_power
     sigma_scale: float = 1.0  # calibration of the final sigma (fitted on synthetic scenes)
+    refine_channels: int = 0  # width of the stage-2 refiner (:mod:`.refiner`); 0: the rule-based spread
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +80,7 @@ class BlurReader(nn.Module):
         self.stem = nn.Conv2d(5, ch, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(ch, ch, 3, padding=d, dilation=d) for d in cfg.dilations)
         self.head = nn.Sequential(nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.Conv2d(ch, 2, 1))
+        self.refiner = Refiner(cfg.refine_channels) if cfg.refine_channels else None
 
     def inputs(self, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """(B, 5, H/2, W/2): space-to-depth of ``y / local mean - 1`` and the relative noise."""
@@ -162,13 +166,15 @@ def fuse_levels(levels: list, size: tuple, switch_px: float = 10.0, width_px: fl
     return mean, (second - mean * mean).clamp_min(1e-8).sqrt()
 
 
-def spread(coc, sigma, guide, cfg: ReaderConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def spread(coc, sigma, guide, sigma_s: float, sigma_r: float, power: float = 1.0):
     """Combine each pixel's reading with its edge-bounded neighbourhood's (see module doc).
 
-    Returns CoC (px), sigma (px) and the share of the pixel's own reading in [0, 1]."""
+    Readings weigh ``variance ** -power`` in the neighbourhood. Returns CoC (px), sigma (px), the
+    share of the pixel's own reading in [0, 1], and the neighbourhood's mean (px), standard
+    deviation (px) and support (summed weight)."""
     var = sigma * sigma
-    w = 1.0 / var
-    moments, _ = propagate(torch.cat([coc, coc * coc, var], 1), w, guide, cfg.spread_sigma_s, cfg.spread_sigma_r)
+    w = var.pow(-power)
+    moments, support = propagate(torch.cat([coc, coc * coc, var], 1), w, guide, sigma_s, sigma_r)
     mean_n = moments[:, :1]
     # the neighbourhood's reading as an estimate of this pixel's CoC: its error is the readings'
     # own (their typical variance) plus how much they differ around the pixel
@@ -177,7 +183,36 @@ def spread(coc, sigma, guide, cfg: ReaderConfig) -> tuple[torch.Tensor, torch.Te
     fused = own * coc + (1.0 - own) * mean_n
     # a mixture of the two estimates (their errors are correlated: no precision gain)
     sd = (own * var + (1.0 - own) * var_n).sqrt()
-    return fused, sd * cfg.sigma_scale, own
+    return fused, sd, own, mean_n, var_n.sqrt(), support
+
+
+@torch.no_grad()
+def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
+    """The evidence on the reader's grid (a ``grid``-th of the input resolution): (features
+    (B, N_FEATURES, h, w) for the refiner, (CoC px, sigma px, own share) of the rule-based spread).
+    """
+    cfg = reader.config
+    h, w = image_srgb.shape[-2:]
+    grid = (-(-h // cfg.grid), -(-w // cfg.grid))
+    y = luminance(image_srgb)
+    levels = [(c.float(), s.float()) for c, s in read_levels(reader, y.to(next(reader.parameters()).dtype))]
+    coc, sigma = fuse_levels(levels, grid, cfg.level_switch_px, cfg.level_switch_width)
+    guide = F.interpolate(image_srgb.float(), size=grid, mode="area")
+    near = spread(coc, sigma, guide, cfg.spread_sigma_s, cfg.spread_sigma_r, cfg.spread_power)
+    far = spread(coc, sigma, guide, 8 * cfg.spread_sigma_s, cfg.spread_sigma_r, 3.0)
+    feats = []
+    for lev in range(MAX_LEVELS):
+        if lev < len(levels):
+            c, s = (F.interpolate(t, size=grid, mode="bilinear", align_corners=False) for t in levels[lev])
+            feats += [c / 8.0, torch.log(s)]
+        else:
+            feats += [torch.zeros_like(coc), torch.zeros_like(coc)]
+    feats += [coc / 8.0, torch.log(sigma), near[3] / 8.0, torch.log(near[4] + 1e-3)]
+    feats += [far[3] / 8.0, torch.log(far[4] + 1e-3), torch.log1p(far[5])]
+    mean_y = F.interpolate(y, size=grid, mode="area")
+    contrast = (F.interpolate(y * y, size=grid, mode="area") - mean_y * mean_y).clamp_min(0).sqrt()
+    feats += [torch.log(contrast / (mean_y + 0.01) + 1e-3), torch.log(mean_y + 0.01)]
+    return torch.cat(feats, 1), near[:3]
 
 
 @torch.no_grad()
@@ -186,14 +221,11 @@ def read_defocus(reader: BlurReader, image_srgb: torch.Tensor) -> DefocusEstimat
     resolution (see module doc)."""
     cfg = reader.config
     h, w = image_srgb.shape[-2:]
-    y = luminance(image_srgb)
+    feats, (coc, sigma, own) = grid_features(reader, image_srgb)
+    if reader.refiner is not None:
+        coc, sigma = reader.refiner(feats.to(next(reader.refiner.parameters()).dtype))
+    maps = torch.cat([coc.float(), sigma.float() * cfg.sigma_scale, own], 1)
     g = cfg.grid
-    grid = (-(-h // g), -(-w // g))
-    levels = read_levels(reader, y.to(next(reader.parameters()).dtype))
-    coc, sigma = fuse_levels(levels, grid, cfg.level_switch_px, cfg.level_switch_width)
-    coc, sigma = coc.float(), sigma.float()
-    guide = F.interpolate(image_srgb.float(), size=grid, mode="area")
-    coc, sigma, own = spread(coc, sigma, guide, cfg)
-    maps = torch.cat([coc, sigma, own], 1)
-    maps = F.interpolate(maps, size=(grid[0] * g, grid[1] * g), mode="bilinear", align_corners=False)[..., :h, :w]
+    size = (maps.shape[-2] * g, maps.shape[-1] * g)
+    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
     return DefocusEstimate(coc=maps[:, :1], confidence=maps[:, 2:3], sigma=maps[:, 1:2], edges=maps[:, 2:3] > 0.5)

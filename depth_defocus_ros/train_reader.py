@@ -41,7 +41,7 @@ MARGIN = 6  # output pixels (half the patch's resolution) left out of the loss a
 
 def add_reader_train_args(p: argparse.ArgumentParser) -> None:
     d = ReaderConfig()
-    p.add_argument("--data", required=True, help="folder of patch shards (depth-defocus render-patches)")
+    p.add_argument("--data", default=None, help="folder of patch shards (depth-defocus render-patches)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=48)
@@ -57,6 +57,14 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     p.add_argument("--channels", type=int, default=None, help=f"CNN width (default {d.channels}, or --init's)")
     p.add_argument("--dilations", default=None, help=f"residual layers' dilations (default {d.dilations})")
+    p.add_argument(
+        "--refine-data",
+        action="append",
+        default=None,
+        help="train stage 2 (the refiner, depth_defocus_ros/refiner.py) on these scene shard folders "
+        "(depth-defocus render), the --init reader's level CNN frozen",
+    )
+    p.add_argument("--refine-channels", type=int, default=24, help="width of the stage-2 refiner")
     p.add_argument(
         "--calibration-scenes",
         type=int,
@@ -102,7 +110,8 @@ class ReaderTrainer:
             self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
         self.reader = self._build(args).to(self.device)
-        self.opt = torch.optim.AdamW(self.reader.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        params = [q for q in self.reader.parameters() if q.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
         self.amp = args.amp == "on" or (args.amp == "auto" and self.device.type == "cuda")
         self.amp = self.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -123,6 +132,8 @@ class ReaderTrainer:
         if args.dilations is not None:
             cfg.dilations = [int(v) for v in args.dilations.split(",")]
         reader = BlurReader(cfg)
+        if reader.refiner is not None:  # stage 2 is trained on whole scenes (--refine-data), not on patches
+            reader.refiner.requires_grad_(False)
         if init is not None:
             src = build_reader(init, args.init)
             if src.config.channels != cfg.channels or src.config.dilations != cfg.dilations:
@@ -305,14 +316,23 @@ def _patch_config(root) -> dict:
 
 
 def run_reader_training(args) -> int:
-    trainer = ReaderTrainer(args)
-    try:
-        trainer.fit()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    best = trainer.out / "best.pt"
-    if trainer.is_main and args.calibration_scenes > 0 and best.is_file():
+    if not args.data and not args.refine_data:
+        raise ValueError("train-reader needs --data (patches: the level CNN) or --refine-data (scenes: stage 2)")
+    if args.refine_data:
+        from .train_refiner import train_refiner
+
+        train_refiner(args)
+        is_main = True
+    else:
+        trainer = ReaderTrainer(args)
+        try:
+            trainer.fit()
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        is_main = trainer.is_main
+    best = Path(args.out) / "best.pt"
+    if is_main and args.calibration_scenes > 0 and best.is_file():
         from .readercal import calibrate_checkpoint
 
         res = calibrate_checkpoint(best, args.calibration_scenes)

@@ -136,6 +136,30 @@ def test_train_reader_resume_and_outputs(patches, tmp_path):
     r = _train(patches, out, "--steps", "6", "--val-every", "6", "--resume")
     assert "resumed from" in r.stdout + r.stderr and load_checkpoint(out / "last.pt")["step"] == 6
     _train(patches, tmp_path / "ft", "--steps", "2", "--val-every", "2", "--init", str(out / "best.pt"))
+    # stage 2 on whole scenes, the level CNN frozen: one reader checkpoint with its refiner
+    from depth_defocus_ros.scenes import SceneConfig, render_shards
+
+    scenes = render_shards(tmp_path / "scenes", 4, seed=2, shard_size=2, config=SceneConfig(height=64, width=96))
+    _train(
+        patches,
+        tmp_path / "st2",
+        "--steps",
+        "3",
+        "--val-every",
+        "3",
+        "--init",
+        str(out / "best.pt"),
+        "--refine-data",
+        str(scenes),
+        "--refine-channels",
+        "8",
+    )
+    st2 = load_checkpoint(tmp_path / "st2" / "best.pt")
+    lv = load_checkpoint(out / "best.pt")
+    assert st2["reader_config"]["refine_channels"] == 8 and any(k.startswith("refiner.") for k in st2["reader_state"])
+    assert all(torch.equal(st2["reader_state"][k], v) for k, v in lv["reader_state"].items())
+    est = Estimator.load(tmp_path / "st2" / "best.pt", device="cpu")
+    assert est.reader.refiner is not None
 
 
 @pytest.mark.slow

@@ -1,0 +1,119 @@
+"""Training the reader's stage 2 (:mod:`.refiner`) on whole synthetic scenes, the level CNN frozen.
+
+``depth-defocus train-reader --init READER.pt --refine-data SCENES... --out RUN`` computes the
+reader's grid features (:func:`.reader.grid_features`) of every scene once (the level CNN does
+not change), then fits the refiner with the Laplace likelihood of the true CoC averaged over each
+grid cell. The last tenth of the scenes validates; the best refiner (lowest validation NLL) goes
+into ``RUN/best.pt`` together with the frozen level CNN: one reader checkpoint. Scene folders are
+shards from ``depth-defocus render`` (or any dataset with depth, lens and fx).
+
+Minutes of CPU: the features are a few MB per hundred scenes, and the refiner is small. One
+process (no DDP: the job is too small to share); CUDA when present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import build_reader, load_checkpoint, save_checkpoint
+from .datasets import ShardDataset
+from .estimator import select_device
+from .reader import BlurReader, ReaderConfig, grid_features, laplace_nll
+from .refiner import Refiner
+
+__all__ = ["scene_features", "train_refiner"]
+
+
+@torch.no_grad()
+def scene_features(reader: BlurReader, roots, device, batch: int = 8) -> list:
+    """[(features (B, F, h, w) float16, target CoC (B, 1, h, w) px, valid share (B, 1, h, w))] of
+    every scene in the shard folders ``roots``, on the reader's grid (CPU tensors)."""
+    from tqdm import tqdm
+
+    g = reader.config.grid
+    out = []
+    for root in roots:
+        for b in tqdm(ShardDataset(root, batch, loop=False, augment=False), desc=f"features {Path(root).name}"):
+            image, coc, valid = (b[k].to(device) for k in ("image", "defocus", "valid"))
+            feats, _ = grid_features(reader, image)
+            h, w = feats.shape[-2:]
+            pad = (0, w * g - coc.shape[-1], 0, h * g - coc.shape[-2])
+            v = F.pad(valid.float(), pad)
+            share = F.avg_pool2d(v, g)
+            target = F.avg_pool2d(F.pad(coc * valid, pad), g) / share.clamp_min(1e-6)
+            out.append((feats.half().cpu(), target.cpu(), share.cpu()))
+    return out
+
+
+def _nll(refiner, feats, target, share):
+    coc, sigma = refiner(feats.float())
+    m = share > 0.5
+    return laplace_nll(coc[m], sigma[m], target[m]).mean(), coc, sigma, m
+
+
+def train_refiner(args) -> int:
+    """The ``--refine-data`` path of ``train-reader`` (see module doc)."""
+    if not args.init:
+        raise ValueError("--refine-data trains stage 2 on a trained reader: give it with --init")
+    device = select_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    init = load_checkpoint(args.init)
+    reader = build_reader(init, args.init).to(device).eval()
+    cfg = ReaderConfig(**{**reader.config.to_dict(), "refine_channels": args.refine_channels, "sigma_scale": 1.0})
+    reader.config = cfg
+    reader.refiner = None
+    data = scene_features(reader, args.refine_data, device)
+    n_val = max(1, len(data) // 10)
+    train, val = data[:-n_val], data[-n_val:]
+    torch.manual_seed(args.seed)
+    refiner = Refiner(args.refine_channels).to(device)
+    opt = torch.optim.AdamW(refiner.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    gen = torch.Generator().manual_seed(args.seed)
+    best, t0, log = math.inf, time.time(), (out / "metrics.jsonl").open("a")
+    for step in range(1, args.steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        feats, target, share = (t.to(device) for t in train[int(torch.randint(len(train), (1,), generator=gen))])
+        if int(torch.randint(2, (1,), generator=gen)):
+            feats, target, share = feats.flip(-1), target.flip(-1), share.flip(-1)
+        loss = _nll(refiner, feats, target, share)[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % args.val_every == 0 or step == args.steps:
+            res = _validate(refiner, val, device)
+            log.write(json.dumps({"kind": "val", "step": step, "time_s": round(time.time() - t0, 1), **res}) + "\n")
+            log.flush()
+            print(
+                f"refiner step {step}: val NLL {res['nll']:.3f} MAE {res['mae']:.3f} px, "
+                f"within sigma {res['within']:.2f}"
+            )
+            if res["nll"] < best:
+                best = res["nll"]
+                reader.refiner = refiner
+                ck = {k: v for k, v in init.items() if k not in ("format", "format_version")}
+                ck.update(reader_config=cfg.to_dict(), reader_state=reader.state_dict(), step=step, metrics=res)
+                ck["refine_data"] = [str(p) for p in args.refine_data]
+                save_checkpoint(out / "best.pt", ck)
+                reader.refiner = None
+    log.close()
+    return 0
+
+
+@torch.no_grad()
+def _validate(refiner, val, device) -> dict:
+    nll = mae = within = n = 0.0
+    for feats, target, share in val:
+        loss, coc, sigma, m = _nll(refiner, *(t.to(device) for t in (feats, target, share)))
+        k = float(m.sum())
+        err = (coc[m] - target.to(device)[m]).abs()
+        nll, mae = nll + float(loss) * k, mae + float(err.sum())
+        within, n = within + float((err <= sigma[m]).sum()), n + k
+    return {"nll": nll / n, "mae": mae / n, "within": within / n}
