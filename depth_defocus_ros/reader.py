@@ -188,9 +188,9 @@ def spread(coc, sigma, guide, sigma_s: float, sigma_r: float, power: float = 1.0
 
 @torch.no_grad()
 def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
-    """The evidence on the reader's grid (a ``grid``-th of the input resolution): (features
-    (B, N_FEATURES, h, w) for the refiner, (CoC px, sigma px, own share) of the rule-based spread).
-    """
+    """The evidence on the reader's grid (a ``grid``-th of the input resolution): features
+    (B, N_FEATURES, h, w) and the two candidate readings (B, 2, h, w) px for the refiner, and
+    (CoC px, sigma px, own share) of the rule-based spread."""
     cfg = reader.config
     h, w = image_srgb.shape[-2:]
     grid = (-(-h // cfg.grid), -(-w // cfg.grid))
@@ -212,7 +212,7 @@ def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
     mean_y = F.interpolate(y, size=grid, mode="area")
     contrast = (F.interpolate(y * y, size=grid, mode="area") - mean_y * mean_y).clamp_min(0).sqrt()
     feats += [torch.log(contrast / (mean_y + 0.01) + 1e-3), torch.log(mean_y + 0.01)]
-    return torch.cat(feats, 1), near[:3]
+    return torch.cat(feats, 1), torch.cat([near[0], far[3]], 1), near[:3]
 
 
 @torch.no_grad()
@@ -221,9 +221,10 @@ def read_defocus(reader: BlurReader, image_srgb: torch.Tensor) -> DefocusEstimat
     resolution (see module doc)."""
     cfg = reader.config
     h, w = image_srgb.shape[-2:]
-    feats, (coc, sigma, own) = grid_features(reader, image_srgb)
+    feats, candidates, (coc, sigma, own) = grid_features(reader, image_srgb)
     if reader.refiner is not None:
-        coc, sigma = reader.refiner(feats.to(next(reader.refiner.parameters()).dtype))
+        dt = next(reader.refiner.parameters()).dtype
+        coc, sigma = reader.refiner(feats.to(dt), candidates.to(dt))
     maps = torch.cat([coc.float(), sigma.float() * cfg.sigma_scale, own], 1)
     g = cfg.grid
     size = (maps.shape[-2] * g, maps.shape[-1] * g)

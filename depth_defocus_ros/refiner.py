@@ -10,7 +10,9 @@ Inputs (:data:`N_FEATURES` channels on the reader's grid, a quarter of the input
 :func:`.reader.grid_features`): every level's CoC and log sigma, the fused reading, its edge-aware
 neighbourhood at two reaches (mean, spread, support), and the local contrast and brightness of the
 image. Output: CoC (px) and sigma (px). A small CNN: it sees about 70 px of the input around each
-pixel.
+pixel. It does not invent a CoC: it chooses, per pixel, a blend of two readings (the pixel's own
+reading mixed with its near neighbourhood's, and the far, edge-bounded neighbourhood's), so a
+blur the reader read confidently stays as read whatever the scene statistics it was fitted on.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ N_FEATURES = 2 * MAX_LEVELS + 2 + 2 + 3 + 2
 
 
 class Refiner(nn.Module):
-    """``forward(features)`` with features (B, N_FEATURES, h, w) -> CoC, sigma (B, 1, h, w) px."""
+    """``forward(features, candidates)`` with features (B, N_FEATURES, h, w) and the two candidate
+    readings (B, 2, h, w) px -> CoC, sigma (B, 1, h, w) px."""
 
     def __init__(self, channels: int = 24, coc_unit: float = 4.0):
         super().__init__()
@@ -35,9 +38,11 @@ class Refiner(nn.Module):
         self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in (1, 2, 4, 1))
         self.head = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 2, 1))
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, features: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.relu(self.stem(features))
         for conv in self.blocks:
             x = x + F.relu(conv(x))
         o = self.head(x)
-        return F.softplus(o[:, :1]) * self.coc_unit, 0.05 + F.softplus(o[:, 1:2]) * (self.coc_unit / 4)
+        a = torch.sigmoid(o[:, :1])  # share of the near reading
+        coc = a * candidates[:, :1] + (1 - a) * candidates[:, 1:2]
+        return coc, 0.05 + F.softplus(o[:, 1:2]) * (self.coc_unit / 4)

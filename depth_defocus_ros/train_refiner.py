@@ -32,8 +32,9 @@ __all__ = ["scene_features", "train_refiner"]
 
 @torch.no_grad()
 def scene_features(reader: BlurReader, roots, device, batch: int = 8) -> list:
-    """[(features (B, F, h, w) float16, target CoC (B, 1, h, w) px, valid share (B, 1, h, w))] of
-    every scene in the shard folders ``roots``, on the reader's grid (CPU tensors)."""
+    """[(features (B, F, h, w) float16, candidate readings (B, 2, h, w) px, target CoC (B, 1, h, w)
+    px, valid share (B, 1, h, w))] of every scene in the shard folders ``roots``, on the reader's
+    grid (CPU tensors)."""
     from tqdm import tqdm
 
     g = reader.config.grid
@@ -41,18 +42,18 @@ def scene_features(reader: BlurReader, roots, device, batch: int = 8) -> list:
     for root in roots:
         for b in tqdm(ShardDataset(root, batch, loop=False, augment=False), desc=f"features {Path(root).name}"):
             image, coc, valid = (b[k].to(device) for k in ("image", "defocus", "valid"))
-            feats, _ = grid_features(reader, image)
+            feats, cands, _ = grid_features(reader, image)
             h, w = feats.shape[-2:]
             pad = (0, w * g - coc.shape[-1], 0, h * g - coc.shape[-2])
             v = F.pad(valid.float(), pad)
             share = F.avg_pool2d(v, g)
             target = F.avg_pool2d(F.pad(coc * valid, pad), g) / share.clamp_min(1e-6)
-            out.append((feats.half().cpu(), target.cpu(), share.cpu()))
+            out.append((feats.half().cpu(), cands.cpu(), target.cpu(), share.cpu()))
     return out
 
 
-def _nll(refiner, feats, target, share):
-    coc, sigma = refiner(feats.float())
+def _nll(refiner, feats, cands, target, share):
+    coc, sigma = refiner(feats.float(), cands)
     m = share > 0.5
     return laplace_nll(coc[m], sigma[m], target[m]).mean(), coc, sigma, m
 
@@ -80,10 +81,10 @@ def train_refiner(args) -> int:
     for step in range(1, args.steps + 1):
         for group in opt.param_groups:
             group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        feats, target, share = (t.to(device) for t in train[int(torch.randint(len(train), (1,), generator=gen))])
+        batch = [t.to(device) for t in train[int(torch.randint(len(train), (1,), generator=gen))]]
         if int(torch.randint(2, (1,), generator=gen)):
-            feats, target, share = feats.flip(-1), target.flip(-1), share.flip(-1)
-        loss = _nll(refiner, feats, target, share)[0]
+            batch = [t.flip(-1) for t in batch]
+        loss = _nll(refiner, *batch)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -101,6 +102,12 @@ def train_refiner(args) -> int:
                 ck = {k: v for k, v in init.items() if k not in ("format", "format_version")}
                 ck.update(reader_config=cfg.to_dict(), reader_state=reader.state_dict(), step=step, metrics=res)
                 ck["refine_data"] = [str(p) for p in args.refine_data]
+                ck["refine_args"] = {
+                    "steps": args.steps,
+                    "lr": args.lr,
+                    "channels": args.refine_channels,
+                    "seed": args.seed,
+                }
                 save_checkpoint(out / "best.pt", ck)
                 reader.refiner = None
     log.close()
@@ -110,10 +117,11 @@ def train_refiner(args) -> int:
 @torch.no_grad()
 def _validate(refiner, val, device) -> dict:
     nll = mae = within = n = 0.0
-    for feats, target, share in val:
-        loss, coc, sigma, m = _nll(refiner, *(t.to(device) for t in (feats, target, share)))
+    for batch in val:
+        batch = [t.to(device) for t in batch]
+        loss, coc, sigma, m = _nll(refiner, *batch)
         k = float(m.sum())
-        err = (coc[m] - target.to(device)[m]).abs()
+        err = (coc[m] - batch[2][m]).abs()
         nll, mae = nll + float(loss) * k, mae + float(err.sum())
         within, n = within + float((err <= sigma[m]).sum()), n + k
     return {"nll": nll / n, "mae": mae / n, "within": within / n}

@@ -65,11 +65,16 @@ def test_pyramid_levels_fusion_and_full_resolution_outputs():
     y = torch.rand(1, 1, 100, 130)
     levels = read_levels(reader, y)
     assert [tuple(c.shape[-2:]) for c, _ in levels] == [(50, 65), (25, 33), (13, 17)]
-    a = (torch.full((1, 1, 4, 4), 2.0), torch.ones(1, 1, 4, 4))
-    b = (torch.full((1, 1, 2, 2), 4.0), torch.ones(1, 1, 2, 2))
-    coc, sigma = fuse_levels([a, b], (4, 4))
-    # correlated levels: the precision-weighted CoC, but no precision gain in the stated sigma
-    assert torch.allclose(coc, torch.full_like(coc, 3.0)) and torch.allclose(sigma, torch.ones_like(sigma))
+    ones = torch.ones(1, 1, 4, 4)
+
+    def lv(c):
+        return (torch.full((1, 1, 4, 4), c), ones)
+
+    # the finest level whose reading is in range (<= 10 px at that level) wins
+    coc, sigma = fuse_levels([lv(2.0), lv(8.0), lv(12.0)], (4, 4))
+    assert torch.allclose(coc, torch.full_like(coc, 2.0), atol=0.05) and torch.allclose(sigma, ones, atol=0.1)
+    coc, _ = fuse_levels([lv(30.0), lv(28.0), lv(24.0)], (4, 4))  # 30 and 14 px at their levels: too large
+    assert torch.allclose(coc, torch.full_like(coc, 24.0), atol=0.1)
     est = read_defocus(reader, torch.rand(2, 3, 61, 90))
     assert est.coc.shape == est.sigma.shape == est.confidence.shape == (2, 1, 61, 90)
     assert (est.sigma > 0).all() and (est.confidence >= 0).all() and (est.confidence <= 1).all()
