@@ -74,7 +74,7 @@ def test_pyramid_levels_fusion_and_full_resolution_outputs():
     coc, sigma = fuse_levels([lv(2.0), lv(8.0), lv(12.0)], (4, 4))
     assert torch.allclose(coc, torch.full_like(coc, 2.0), atol=0.05) and torch.allclose(sigma, ones, atol=0.1)
     coc, _ = fuse_levels([lv(30.0), lv(28.0), lv(24.0)], (4, 4))  # 30 and 14 px at their levels: too large
-    assert torch.allclose(coc, torch.full_like(coc, 24.0), atol=0.1)
+    assert torch.allclose(coc, torch.full_like(coc, 24.0), atol=0.5)  # a soft switch: 6 % of level 1 remains
     est = read_defocus(reader, torch.rand(2, 3, 61, 90))
     assert est.coc.shape == est.sigma.shape == est.confidence.shape == (2, 1, 61, 90)
     assert (est.sigma > 0).all() and (est.confidence >= 0).all() and (est.confidence <= 1).all()
