@@ -7,7 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 
-__all__ = ["ament_has", "missing_program", "missing_package", "large_frames_env", "FASTDDS_PROFILE_VARIABLES"]
+__all__ = [
+    "ament_has",
+    "missing_program",
+    "missing_package",
+    "large_frames_env",
+    "node_exit_reason",
+    "FASTDDS_PROFILE_VARIABLES",
+]
 
 FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # new, old name
 LARGE_FRAMES_PROFILE = ("config", "fastdds_large_frames.xml")  # in the package's share folder
@@ -50,3 +57,17 @@ def large_frames_env(enabled: bool, share_dir: str, environ=None) -> dict:
     if not enabled or any(environ.get(v) for v in FASTDDS_PROFILE_VARIABLES):
         return {}
     return {FASTDDS_PROFILE_VARIABLES[0]: os.path.join(share_dir, *LARGE_FRAMES_PROFILE)}
+
+
+def node_exit_reason(returncode: int | None, launch_shutting_down: bool) -> str | None:
+    """Why ``ros2 launch`` must fail when depth_defocus_node exits: a one-line reason when the node
+    ended on its own with a non-zero status (it could not start, or it died), else None (a clean
+    exit, or any exit while launch itself is shutting down, e.g. after Ctrl-C)."""
+    if launch_shutting_down or returncode == 0:
+        return None
+    how = (
+        f"was killed by signal {-returncode}"
+        if returncode is not None and returncode < 0
+        else f"exited with status {returncode}"
+    )
+    return f"depth_defocus_node {how} (its log above says why)"

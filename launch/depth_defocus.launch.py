@@ -8,7 +8,14 @@ Arguments (``ros2 launch depth_defocus_ros depth_defocus.launch.py --show-args``
     image              camera image topic, remapped to the node's 'image' (default: image)
     image_compressed   compressed image topic, remapped to 'image/compressed' (default: <image>/compressed)
     camera_info        CameraInfo topic, remapped to 'camera_info' (default: camera_info)
-    params_file        parameter file (default: the package's config/depth_defocus.yaml)
+    params_file        parameter file (default: the package's config/depth_defocus.yaml); it must exist
+    focal_length_mm    lens focal length (mm); empty: as in params_file
+    f_number           lens f-number; empty: as in params_file
+    focus_distance_m   lens focus distance (m); empty: as in params_file
+                       (the lens arguments override the file and are checked like the node's
+                       parameters, together with it, before anything starts)
+    focus_side         auto | front | behind; empty: as in params_file
+    max_relative_error publish depth where its expected relative error is at most this; empty: as in params_file
     device             auto | cuda | cpu; empty: as in params_file
     model_path         checkpoint (.pt); empty: as in params_file (there: empty = the shipped weights)
     image_transport    raw | compressed; empty: as in params_file
@@ -21,20 +28,31 @@ Arguments (``ros2 launch depth_defocus_ros depth_defocus.launch.py --show-args``
                        installed, else nothing starts and the launch exits non-zero
     camera_frame       RViz fixed frame, the camera's optical frame_id (default: camera_optical_frame)
     log_level          the node's log level (default: info)
+
+Only these names exist: launch cannot refuse an argument it does not know (``f_number:=2.8`` is
+used, ``fnumber:=2.8`` is silently ignored), so check ``--show-args``. A bad value, an impossible
+lens or a missing params_file stops the launch before the node starts (one line, exit status 1).
+The node logs its lens settings and where each came from at start-up, and warns when they are the
+params file's defaults. The launch ends when the node does: with status 1 when the node exits on
+its own with a non-zero status (it could not start, or it died), 0 after Ctrl-C.
 """
 
+import json
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from depth_defocus_ros.rosenv import large_frames_env, missing_package
+from depth_defocus_ros.ros.params import LAUNCH_PARAMETER_ARGUMENTS, LENS_SOURCES_ENV, ConfigError, launch_overrides
+from depth_defocus_ros.rosenv import large_frames_env, missing_package, node_exit_reason
 
 PACKAGE = "depth_defocus_ros"
 # launch arguments that override the parameter of the same name when they are not empty
-PARAMETER_ARGUMENTS = ("device", "model_path", "image_transport", "reliable_qos")
-BOOL_ARGUMENTS = ("reliable_qos", "large_frames", "rviz")
+PARAMETER_ARGUMENTS = LAUNCH_PARAMETER_ARGUMENTS
+BOOL_ARGUMENTS = ("large_frames", "rviz")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -65,7 +83,11 @@ def launch_setup(context, *args, **kwargs):
         ("image/compressed", arg("image_compressed") or image.rstrip("/") + "/compressed"),
         ("camera_info", arg("camera_info")),
     ]
-    overrides = {name: arg(name) for name in PARAMETER_ARGUMENTS if arg(name) != ""}
+    try:
+        overrides, lens_sources = launch_overrides(arg("params_file"), {n: arg(n) for n in PARAMETER_ARGUMENTS})
+    except ConfigError as exc:
+        raise LaunchRefused(f"depth_defocus.launch.py: {exc}") from None
+    env = {**(env or {}), LENS_SOURCES_ENV: json.dumps(lens_sources)}
     node = Node(
         package=PACKAGE,
         executable="depth_defocus_node",
@@ -78,7 +100,7 @@ def launch_setup(context, *args, **kwargs):
         emulate_tty=True,
         additional_env=env or None,
     )
-    actions = [node]
+    actions = [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_node_exit))]
     if rviz:
         # RViz shows the node's topics in its namespace and the camera image on the remapped topic
         from depth_defocus_ros.ros.rviz import write_rviz_config
@@ -96,6 +118,16 @@ def launch_setup(context, *args, **kwargs):
             )
         )
     return actions
+
+
+def on_node_exit(event, context):
+    """The node ended: a failure fails the launch (exit status 1, one line), a clean end ends it."""
+    reason = node_exit_reason(event.returncode, context.is_shutdown)
+    if reason:
+        raise LaunchRefused(f"depth_defocus.launch.py: {reason}")
+    if not context.is_shutdown:
+        return [Shutdown(reason="depth_defocus_node exited")]
+    return None
 
 
 def generate_launch_description():
@@ -118,7 +150,23 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "params_file",
                 default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "depth_defocus.yaml"]),
-                description="parameter file (/**: ros__parameters: form)",
+                description="parameter file (/**: ros__parameters: form); must exist",
+            ),
+            DeclareLaunchArgument(
+                "focal_length_mm", default_value="", description="lens focal length, mm (empty: from params_file)"
+            ),
+            DeclareLaunchArgument("f_number", default_value="", description="lens f-number (empty: from params_file)"),
+            DeclareLaunchArgument(
+                "focus_distance_m", default_value="", description="lens focus distance, m (empty: from params_file)"
+            ),
+            DeclareLaunchArgument(
+                "focus_side", default_value="", description="auto | front | behind (empty: from params_file)"
+            ),
+            DeclareLaunchArgument(
+                "max_relative_error",
+                default_value="",
+                description="publish depth only where its expected relative error is at most this (empty: from "
+                "params_file). Only the arguments listed here exist: an unknown name is ignored by launch",
             ),
             DeclareLaunchArgument(
                 "device", default_value="", description="auto | cuda | cpu (empty: from params_file)"

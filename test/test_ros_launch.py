@@ -9,11 +9,21 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
-from depth_defocus_ros.ros.params import PARAM_NAMES, PARAMS, config_from_values, load_params_yaml
+from depth_defocus_ros.ros.params import (
+    LAUNCH_PARAMETER_ARGUMENTS,
+    PARAM_NAMES,
+    PARAMS,
+    ConfigError,
+    config_from_values,
+    launch_overrides,
+    lens_report,
+    load_params_yaml,
+)
 from depth_defocus_ros.ros.rviz import resolve_topic, rviz_config_text, rviz_topics
-from depth_defocus_ros.rosenv import large_frames_env, missing_package
+from depth_defocus_ros.rosenv import large_frames_env, missing_package, node_exit_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "depth_defocus.launch.py"
@@ -89,14 +99,17 @@ def test_launch_file_arguments_remaps_and_parameters_are_real():
     used |= set(re.findall(r'arg\("(\w+)"\)', src))
     assert used <= declared, used - declared  # no typo'd argument names
 
-    consts = {
-        t.id: ast.literal_eval(n.value)
-        for n in tree.body
-        if isinstance(n, ast.Assign)
-        for t in n.targets
-        if isinstance(t, ast.Name)
-    }
-    assert set(consts["PARAMETER_ARGUMENTS"]) <= set(PARAM_NAMES) and set(consts["PARAMETER_ARGUMENTS"]) <= declared
+    consts = {}
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name):
+            try:
+                consts[n.targets[0].id] = ast.literal_eval(n.value)
+            except ValueError:  # a name imported from the package
+                consts[n.targets[0].id] = getattr(n.value, "id", None)
+    assert consts["PARAMETER_ARGUMENTS"] == "LAUNCH_PARAMETER_ARGUMENTS"
+    assert set(LAUNCH_PARAMETER_ARGUMENTS) <= set(PARAM_NAMES) and set(LAUNCH_PARAMETER_ARGUMENTS) <= declared
+    # the lens can be set on the command line; an unknown name is ignored by launch, so --show-args names them
+    assert {"focal_length_mm", "f_number", "focus_distance_m", "focus_side", "max_relative_error"} <= declared
 
     nodes = {ast.literal_eval(_kw(c, "executable")): c for c in _calls(tree, "Node")}
     assert set(nodes) == {"depth_defocus_node", "rviz2"}
@@ -226,3 +239,51 @@ def test_every_launch_argument_is_documented():
         assert f"`{name}`" in table, name
         assert f"    {name} " in LAUNCH.read_text()  # and in the launch file's own docstring
     assert "## Frames that arrive" in doc and "scripts/bench_transport.py" in doc
+
+
+def test_lens_launch_arguments_override_the_params_file_and_are_checked(tmp_path):
+    cfg = ROOT / "config" / "depth_defocus.yaml"
+    none = dict.fromkeys(LAUNCH_PARAMETER_ARGUMENTS, "")
+    overrides, sources = launch_overrides(
+        cfg, {**none, "f_number": "2.8", "focus_distance_m": "3", "focus_side": "front"}
+    )
+    assert overrides == {"f_number": 2.8, "focus_distance_m": 3.0, "focus_side": "front"}
+    assert type(overrides["focus_distance_m"]) is float  # a ROS double parameter, even when typed as '3'
+    assert sources["f_number"] == "launch argument" and sources["focal_length_mm"].startswith("params file")
+    for bad, why in (
+        ({"f_number": "-1.8"}, "f_number must be in"),
+        ({"f_number": "fast"}, "not a number"),
+        ({"focus_side": "left"}, "focus_side must be one of"),
+        ({"focal_length_mm": "85", "focus_distance_m": "0.05"}, "greater than the focal length"),
+        ({"max_relative_error": "0"}, "max_relative_error must be in"),
+        ({"reliable_qos": "maybe"}, "not true or false"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            launch_overrides(cfg, {**none, **bad})
+    with pytest.raises(ConfigError, match="does not exist"):
+        launch_overrides(tmp_path / "no_such.yaml", none)
+    # the file's own values are checked too (a params file with f_number: -1.8 stops the launch)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(cfg.read_text().replace("f_number: 1.8", "f_number: -1.8"))
+    with pytest.raises(ConfigError, match="f_number"):
+        launch_overrides(broken, none)
+
+
+def test_lens_report_names_sources_and_warns_on_the_default_lens():
+    cfg = config_from_values({})
+    info, warning = lens_report(cfg)
+    assert "focal_length_mm=35 (default)" in info and warning and "depth is wrong" in warning
+    info, warning = lens_report(config_from_values({"f_number": 2.8}), {"f_number": "launch argument"})
+    assert "f_number=2.8 (launch argument)" in info and warning is None
+
+
+def test_launch_fails_when_the_node_fails_and_not_after_ctrl_c():
+    assert node_exit_reason(2, launch_shutting_down=False) == (
+        "depth_defocus_node exited with status 2 (its log above says why)"
+    )
+    assert "killed by signal 11" in node_exit_reason(-11, launch_shutting_down=False)
+    assert node_exit_reason(0, launch_shutting_down=False) is None  # a clean end: launch ends with 0
+    assert node_exit_reason(-2, launch_shutting_down=True) is None  # Ctrl-C: launch is already stopping
+    assert node_exit_reason(1, launch_shutting_down=True) is None
+    src = LAUNCH.read_text()
+    assert "OnProcessExit(target_action=node, on_exit=on_node_exit)" in src and "node_exit_reason(" in src

@@ -20,6 +20,7 @@ decodes, checks, runs the estimator and publishes with the input header. Bad inp
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from collections import Counter, deque
@@ -29,9 +30,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..checkpoint import CheckpointError
@@ -46,7 +48,15 @@ from .conversions import (
     numpy_to_image,
     points_to_pointcloud2,
 )
-from .params import PARAM_NAMES, ConfigError, NodeConfig, config_from_values, declare_parameters
+from .params import (
+    LENS_SOURCES_ENV,
+    PARAM_NAMES,
+    ConfigError,
+    NodeConfig,
+    config_from_values,
+    declare_parameters,
+    lens_report,
+)
 from .pointcloud import Intrinsics, depth_to_points, make_points_array
 
 __all__ = ["DepthDefocusNode", "main", "OUTPUT_TOPICS", "INPUT_TOPICS", "BAD_INPUT_KINDS"]
@@ -218,6 +228,7 @@ class DepthDefocusNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._check_lens_ranges(cfg)
+        self._log_lens(cfg)
         self._warm_up()
         self._worker = threading.Thread(target=self._run, name="depth_defocus_worker", daemon=True)
         self._worker.start()
@@ -228,6 +239,20 @@ class DepthDefocusNode(Node):
             f"({'reliable' if cfg.reliable_qos else 'sensor-data'} QoS); lens {cfg.focal_length_mm} mm "
             f"f/{cfg.f_number} focused at {cfg.focus_distance_m} m"
         )
+
+    def _log_lens(self, cfg: NodeConfig) -> None:
+        """Once at start-up: the lens and where each value came from; a warning on the defaults."""
+        import json
+        import os
+
+        try:
+            sources = json.loads(os.environ.get(LENS_SOURCES_ENV, "") or "{}")
+        except ValueError:
+            sources = {}
+        info, warning = lens_report(cfg, sources)
+        self.get_logger().info(info)
+        if warning:
+            self.get_logger().warning(warning)
 
     # ---------------------------------------------------------------- callbacks (executor thread)
     def _on_image(self, msg) -> None:
@@ -517,14 +542,58 @@ def _copy_camera_info(info: CameraInfo) -> CameraInfo:
     return out
 
 
+class StopSignals:
+    """SIGINT and SIGTERM ask the node to stop, however many arrive and from whom (a terminal sends
+    Ctrl-C to the whole process group, launch forwards its own SIGINT, then SIGTERM): the first
+    sets :attr:`requested`, later ones are counted and otherwise ignored, so no KeyboardInterrupt
+    can land in the middle of the clean-up. rclpy's own handlers are not installed
+    (``SignalHandlerOptions.NO``): the spin loop checks :attr:`requested`."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self.count = 0
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        self.requested.set()
+
+    def restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def ignore_further(self) -> None:
+        """Ignore the signals from now on: Python puts back the default action (die by the signal)
+        of a signal whose handler is a Python function while the interpreter exits, but leaves an
+        ignored one ignored, so a late second Ctrl-C cannot turn a clean exit into 'killed'."""
+        for s in self.SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+
+def spin_until_stopped(node, stop: StopSignals, period_s: float = 0.1) -> None:
+    """Run the node's callbacks until a stop signal (or an external shutdown) arrives."""
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        while not stop.requested.is_set() and node.context.ok():
+            executor.spin_once(timeout_sec=period_s)
+    finally:
+        executor.remove_node(node)
+        executor.shutdown(timeout_sec=1.0)
+
+
 def main(args=None) -> int:
-    """``ros2 run depth_defocus_ros depth_defocus_node [--ros-args ...]``; returns the exit status."""
-    rclpy.init(args=args)
+    """``ros2 run depth_defocus_ros depth_defocus_node [--ros-args ...]``; returns the exit status:
+    0 after SIGINT/SIGTERM (any number of them), 2 when the node cannot start."""
+    stop = StopSignals()  # before anything slow: a Ctrl-C during start-up is a clean stop too
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     status = 0
     try:
         node = DepthDefocusNode()
-        rclpy.spin(node)
+        spin_until_stopped(node, stop)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ConfigError, CheckpointError, LensError, ParameterException, RuntimeError) as exc:
@@ -534,6 +603,7 @@ def main(args=None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        stop.ignore_further()
     return status
 
 

@@ -22,7 +22,25 @@ __all__ = [
     "declare_parameters",
     "config_from_values",
     "load_params_yaml",
+    "LENS_PARAMS",
+    "LAUNCH_PARAMETER_ARGUMENTS",
+    "launch_overrides",
+    "lens_report",
+    "LENS_SOURCES_ENV",
 ]
+
+LENS_PARAMS = ("focal_length_mm", "f_number", "focus_distance_m")
+# node parameters that depth_defocus.launch.py also takes as launch arguments (empty: as in params_file)
+LAUNCH_PARAMETER_ARGUMENTS = (
+    "device",
+    "model_path",
+    "image_transport",
+    "reliable_qos",
+    *LENS_PARAMS,
+    "focus_side",
+    "max_relative_error",
+)
+LENS_SOURCES_ENV = "DEPTH_DEFOCUS_LENS_SOURCES"  # set by the launch file: where each lens value came from
 
 
 class ConfigError(ValueError):
@@ -220,3 +238,68 @@ def load_params_yaml(path) -> dict:
         return dict(doc["/**"]["ros__parameters"])
     except (KeyError, TypeError):
         raise ConfigError(f"{path}: expected '/**: ros__parameters:' at the top") from None
+
+
+def _parse(spec: ParamSpec, text: str):
+    """A launch argument's text as the parameter's type."""
+    want = type(spec.default)
+    if want is bool:
+        low = text.strip().lower()
+        if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise ConfigError(f"{spec.name}:={text!r} is not true or false")
+        return low in ("true", "1", "yes", "on")
+    if want in (int, float):
+        try:
+            return want(float(text)) if want is float else int(text)
+        except ValueError:
+            raise ConfigError(f"{spec.name}:={text!r} is not a number") from None
+    return text
+
+
+def launch_overrides(params_file, arguments: dict) -> tuple[dict, dict]:
+    """The node parameters that launch arguments set, typed and checked together with the params
+    file as the node will check them: ``({name: value}, {lens parameter: source})``.
+
+    Args:
+        params_file: the ``/**: ros__parameters:`` file the node is started with (must exist).
+        arguments: ``{name: text}`` of the launch arguments in :data:`LAUNCH_PARAMETER_ARGUMENTS`;
+            empty text = not given (the params file's value stands).
+    Raises:
+        ConfigError: a one-line reason (missing file, bad value, impossible lens).
+    """
+    import os
+
+    if not os.path.isfile(str(params_file)):
+        raise ConfigError(f"params_file {params_file} does not exist")
+    from_file = load_params_yaml(params_file)
+    overrides = {k: _check_value(_SPECS[k], _parse(_SPECS[k], v)) for k, v in arguments.items() if v != ""}
+    config_from_values({**from_file, **overrides})  # the whole set, as the node will check it
+    sources = {}
+    for name in LENS_PARAMS:
+        if name in overrides:
+            sources[name] = "launch argument"
+        elif name in from_file:
+            sources[name] = f"params file {params_file}"
+        else:
+            sources[name] = "default"
+    return overrides, sources
+
+
+def lens_report(cfg: NodeConfig, sources: dict | None = None) -> tuple[str, str | None]:
+    """(one info line: the lens settings and where each came from, a warning or None): the warning
+    when all three are the defaults of config/depth_defocus.yaml (depth is then wrong by the ratio
+    of the real lens to those, and nothing else would say so)."""
+    parts = []
+    for name in LENS_PARAMS:
+        value = getattr(cfg, name)
+        src = (sources or {}).get(name) or ("set at start-up" if value != _SPECS[name].default else "default")
+        parts.append(f"{name}={value:g} ({src})")
+    info = "lens: " + ", ".join(parts)
+    if all(getattr(cfg, n) == _SPECS[n].default for n in LENS_PARAMS):
+        d = {n: _SPECS[n].default for n in LENS_PARAMS}
+        return info, (
+            f"running on the default lens of config/depth_defocus.yaml ({d['focal_length_mm']:g} mm, "
+            f"f/{d['f_number']:g}, focus {d['focus_distance_m']:g} m): unless that is your lens, depth is wrong; "
+            "set focal_length_mm, f_number and focus_distance_m (params file or launch arguments)"
+        )
+    return info, None
