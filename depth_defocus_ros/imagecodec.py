@@ -84,6 +84,32 @@ def _to8(px: np.ndarray) -> np.ndarray:
     return ((px.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
+def check_layout(encoding: str, width: int, height: int, step: int, data_length: int):
+    """The checks a raw buffer must pass before it is decoded (cheap: no pixel is read).
+
+    Returns (normalised encoding, its layout, rows of ``step`` bytes in the buffer); raises
+    :class:`DecodeError` (``unsupported_encoding``, ``zero_size``, ``bad_data_length``)."""
+    enc = encoding.strip().lower()
+    enc = ENCODING_ALIASES.get(enc, enc)
+    layout = _ENCODINGS.get(enc)
+    if layout is None:
+        raise _unsupported(encoding)
+    w, h, step = int(width), int(height), int(step)
+    _check_size(w, h)
+    bpp = layout.channels * layout.bytes_per_sample
+    rows_needed = h * 3 // 2 if layout.order == "nv12" else h
+    if step < w * bpp or data_length != step * rows_needed:
+        want = step * rows_needed
+        raise DecodeError(
+            "bad_data_length",
+            f"data length {data_length} does not match {w}x{h} {enc} with step {step} "
+            f"(expected step >= {w * bpp} and length = step x {rows_needed} = {want})",
+        )
+    if layout.order in ("uyvy", "yuyv", "nv12") and (w % 2 or (layout.order == "nv12" and h % 2)):
+        raise DecodeError("bad_data_length", f"{enc} needs an even width{' and height' * (enc == 'nv12')}, got {w}x{h}")
+    return enc, layout, rows_needed
+
+
 def decode_image(encoding: str, width: int, height: int, step: int, is_bigendian, data) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a raw image buffer (a sensor_msgs/Image's fields).
 
@@ -95,25 +121,10 @@ def decode_image(encoding: str, width: int, height: int, step: int, is_bigendian
     """
     import cv2
 
-    enc = encoding.strip().lower()
-    enc = ENCODING_ALIASES.get(enc, enc)
-    layout = _ENCODINGS.get(enc)
-    if layout is None:
-        raise _unsupported(encoding)
-    w, h, step = int(width), int(height), int(step)
-    _check_size(w, h)
     buf = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    enc, layout, rows_needed = check_layout(encoding, width, height, step, buf.size)
+    w, h, step = int(width), int(height), int(step)
     bpp = layout.channels * layout.bytes_per_sample
-    rows_needed = h * 3 // 2 if layout.order == "nv12" else h
-    if step < w * bpp or buf.size != step * rows_needed:
-        want = step * rows_needed
-        raise DecodeError(
-            "bad_data_length",
-            f"data length {buf.size} does not match {w}x{h} {enc} with step {step} "
-            f"(expected step >= {w * bpp} and length = step x {rows_needed} = {want})",
-        )
-    if layout.order in ("uyvy", "yuyv", "nv12") and (w % 2 or (layout.order == "nv12" and h % 2)):
-        raise DecodeError("bad_data_length", f"{enc} needs an even width{' and height' * (enc == 'nv12')}, got {w}x{h}")
     rows = buf.reshape(rows_needed, step)[:, : w * bpp]  # (rows, W * bpp): row padding dropped
     if layout.order == "nv12":
         return cv2.cvtColor(np.ascontiguousarray(rows), cv2.COLOR_YUV2RGB_NV12)

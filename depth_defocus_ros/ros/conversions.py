@@ -13,13 +13,14 @@ import sys
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from ..imagecodec import SUPPORTED_ENCODINGS, DecodeError, decode_compressed, decode_image
+from ..imagecodec import SUPPORTED_ENCODINGS, DecodeError, check_layout, decode_compressed, decode_image
 from .pointcloud import POINT_DTYPE, Intrinsics
 
 __all__ = [
     "BadInput",
     "SUPPORTED_ENCODINGS",
     "image_to_rgb",
+    "check_raw_image",
     "compressed_to_rgb",
     "numpy_to_image",
     "image_to_numpy",
@@ -44,6 +45,15 @@ def _processable(rgb: np.ndarray) -> np.ndarray:
 def image_to_rgb(msg: Image) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a sensor_msgs/Image in any of :data:`SUPPORTED_ENCODINGS`."""
     return _processable(decode_image(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data))
+
+
+def check_raw_image(msg: Image) -> None:
+    """Raise :class:`BadInput` for an Image whose encoding, size or data length cannot be decoded,
+    without reading a pixel (the node checks every frame on arrival, so a malformed one is counted
+    even when a newer frame would have replaced it)."""
+    check_layout(msg.encoding, msg.width, msg.height, msg.step, len(msg.data))
+    if msg.width < MIN_SIZE or msg.height < MIN_SIZE:
+        raise BadInput("zero_size", f"frame too small ({msg.width}x{msg.height}, at least {MIN_SIZE}x{MIN_SIZE} px)")
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:

@@ -43,6 +43,7 @@ from .conversions import (
     BadInput,
     camera_info_from_intrinsics,
     check_camera_info,
+    check_raw_image,
     compressed_to_rgb,
     image_to_rgb,
     numpy_to_image,
@@ -225,6 +226,8 @@ class DepthDefocusNode(Node):
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
         self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+        self._pending_changes: list = []
+        self._commit_guard = self.create_guard_condition(self._commit_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._check_lens_ranges(cfg)
@@ -258,6 +261,12 @@ class DepthDefocusNode(Node):
     def _on_image(self, msg) -> None:
         now = time.monotonic()
         self.stats.frame_in(now)
+        if isinstance(msg, Image):
+            try:
+                check_raw_image(msg)  # structure only: no pixel is read here
+            except BadInput as exc:
+                self._bad_input(exc.kind, f"frame skipped: {exc}")
+                return
         if self._slot.put((msg, now)):
             self.stats.count("frames_dropped")
 
@@ -284,7 +293,19 @@ class DepthDefocusNode(Node):
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params) -> None:
+        """Collect the change; the new snapshot is taken by :meth:`_commit_parameters` once the
+        executor is done with the request. rclpy's SetParameters service (``ros2 param set``, a
+        driver setting focal length, f-number and focus distance in one call) applies a request's
+        parameters one at a time: taking the snapshot per parameter would let a frame be computed
+        with the focal length of one setting and the focus distance of another."""
         changed = [p for p in params if p.name in PARAM_NAMES]
+        if changed:
+            self._pending_changes += changed
+            self._commit_guard.trigger()
+
+    def _commit_parameters(self) -> None:
+        """Executor thread, after the set-parameters request: one new snapshot for the worker."""
+        changed, self._pending_changes = self._pending_changes, []
         if not changed:
             return
         self._cfg = config_from_values({name: self.get_parameter(name).value for name in PARAM_NAMES})
