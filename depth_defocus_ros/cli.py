@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .argtypes import positive
-from .depthmap import FOCUS_SIDES
+from .estimate.depthmap import FOCUS_SIDES
 
 __all__ = ["main", "build_parser"]
 
@@ -23,7 +23,7 @@ def read_rgb_image(path: Path):
     import cv2
     import numpy as np
 
-    from .estimator import InputError
+    from .estimate.estimator import InputError
     from .imagecodec import DecodeError, decode_image
 
     if not path.is_file():
@@ -72,7 +72,7 @@ def cmd_predict(args) -> int:
     import cv2
     import numpy as np
 
-    from .estimator import Estimator, InputError
+    from .estimate.estimator import Estimator, InputError
     from .optics import Lens
     from .viz import defocus_preview, depth_preview
 
@@ -126,32 +126,32 @@ def cmd_predict(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import run_training
+    from .learn.train import run_training
 
     return run_training(args)
 
 
 def cmd_train_reader(args) -> int:
-    from .train_reader import run_reader_training
+    from .learn.train_reader import run_reader_training
 
     return run_reader_training(args)
 
 
 def cmd_render_patches(args) -> int:
-    from .blurpatches import PatchConfig, render_patch_shards
+    from .learn.patches import PatchConfig, render_patch_shards
 
     render_patch_shards(args.out, args.shards, args.tiles_per_shard, args.seed, PatchConfig(), args.workers)
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import run_eval
+    from .evaluation.heldout import run_eval
 
     return run_eval(args)
 
 
 def cmd_render(args) -> int:
-    from .scenes import render_shards, scene_config_from_args
+    from .synth.scenes import render_shards, scene_config_from_args
 
     render_shards(args.out, args.scenes, args.seed, args.shard_size, scene_config_from_args(args))
     print(f"wrote {args.scenes} scenes to {args.out}")
@@ -196,13 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--preview-max-m", type=float, default=20.0)
     pr.set_defaults(func=cmd_predict)
 
-    from .train import add_train_args
+    from .learn.train import add_train_args
 
     tr = sub.add_parser("train", help="train or fine-tune (torchrun for DDP)")
     add_train_args(tr)
     tr.set_defaults(func=cmd_train)
 
-    from .train_reader import add_reader_train_args
+    from .learn.train_reader import add_reader_train_args
 
     trr = sub.add_parser("train-reader", help="train the blur reader on patches (torchrun for DDP)")
     add_reader_train_args(trr)
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--scenes", type=int, default=1000)
     rd.add_argument("--seed", type=int, default=0)
     rd.add_argument("--shard-size", type=int, default=100)
-    from .scenes import add_scene_args
+    from .synth.scenes import add_scene_args
 
     add_scene_args(rd)
     rd.set_defaults(func=cmd_render)
@@ -293,8 +293,8 @@ def main(argv=None) -> int:
         import os
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .checkpoint import CheckpointError
-    from .estimator import InputError
+    from .estimate.estimator import InputError
+    from .model.checkpoint import CheckpointError
     from .optics import LensError
 
     args = build_parser().parse_args(argv)

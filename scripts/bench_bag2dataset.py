@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags  # noqa: E402
 from depth_defocus_ros.bags.synth import write_synthetic_bag  # noqa: E402
-from depth_defocus_ros.realbench import CASES, FULL_WIDTH, render_case  # noqa: E402
-from depth_defocus_ros.shards import COMPRESSIONS  # noqa: E402
+from depth_defocus_ros.evaluation.realbench import CASES, FULL_WIDTH, render_case  # noqa: E402
+from depth_defocus_ros.synth.shards import COMPRESSIONS  # noqa: E402
 
 
 def photo_frames(n_lenses: int = 4) -> dict:

@@ -51,9 +51,9 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
 
     from depth_defocus_ros.ros.conversions import camera_info_from_intrinsics, numpy_to_image
     from depth_defocus_ros.ros.demo import load_samples
+    from depth_defocus_ros.ros.harness import RosHarness, diag_values, stop_process, wait_until
     from depth_defocus_ros.ros.node import OUTPUT_TOPICS
     from depth_defocus_ros.ros.pointcloud import Intrinsics
-    from depth_defocus_ros.ros.testing import RosHarness, diag_values, stop_process, wait_until
 
     w, h = size
     frames, cam = load_samples()

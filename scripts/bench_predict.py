@@ -21,11 +21,11 @@ import cv2
 import numpy as np
 import torch
 
-from depth_defocus_ros.depthmap import compose_depth, side_probability
-from depth_defocus_ros.estimator import Estimator, prepare
+from depth_defocus_ros.estimate.depthmap import compose_depth, side_probability
+from depth_defocus_ros.estimate.estimator import Estimator, prepare
 from depth_defocus_ros.optics import Lens
-from depth_defocus_ros.reader import read_defocus, read_levels
-from depth_defocus_ros.reblur import estimate_defocus, luminance
+from depth_defocus_ros.reading.reader import read_defocus, read_levels
+from depth_defocus_ros.reading.reblur import estimate_defocus, luminance
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "frame_000.png"
 LENS = Lens.from_mm(50.0, 1.8, 6.0)

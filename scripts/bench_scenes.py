@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from depth_defocus_ros.scenes import SceneConfig, SceneGenerator
+from depth_defocus_ros.synth.scenes import SceneConfig, SceneGenerator
 
 
 def main():

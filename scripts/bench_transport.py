@@ -104,8 +104,8 @@ def listener(args) -> int:
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+    from depth_defocus_ros.ros.harness import diag_values
     from depth_defocus_ros.ros.node import OUTPUT_TOPICS
-    from depth_defocus_ros.ros.testing import diag_values
 
     rclpy.init(args=[])
     node = rclpy.create_node("bench_listener")
@@ -141,7 +141,7 @@ def listener(args) -> int:
 
 
 def run_case(setting: str, size: str, rate: float, args, domain: int, logdir: Path) -> dict:
-    from depth_defocus_ros.ros.testing import stop_process  # no DDS participant in this process
+    from depth_defocus_ros.ros.harness import stop_process  # no DDS participant in this process
 
     profile_for, reliable = SETTINGS[setting]
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")

@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from depth_defocus_ros.datasets import ShardDataset  # noqa: E402
-from depth_defocus_ros.evaluate import HELDOUT, ensure_heldout  # noqa: E402
-from depth_defocus_ros.metrics import MetricAccumulator  # noqa: E402
+from depth_defocus_ros.evaluation.heldout import HELDOUT, ensure_heldout  # noqa: E402
+from depth_defocus_ros.learn.datasets import ShardDataset  # noqa: E402
+from depth_defocus_ros.learn.metrics import MetricAccumulator  # noqa: E402
 from depth_defocus_ros.optics import coc_at_infinity_batch, depth_on_side  # noqa: E402
 
 

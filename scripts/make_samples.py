@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import yaml
 
-from depth_defocus_ros.realbench import FULL_WIDTH, MOTORCYCLE, RealCase, motorcycle_scene, render_case
+from depth_defocus_ros.evaluation.realbench import FULL_WIDTH, MOTORCYCLE, RealCase, motorcycle_scene, render_case
 
 # (focal length mm, f-number, focus distance m): focused beyond the scene (everything in front of
 # the focus plane), far beyond it, inside it, and in front of it (everything behind)

@@ -38,10 +38,10 @@ import torch  # noqa: E402
 
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags  # noqa: E402
 from depth_defocus_ros.bags.synth import scene_frames, write_synthetic_bag  # noqa: E402
-from depth_defocus_ros.checkpoint import build_model, load_checkpoint  # noqa: E402
 from depth_defocus_ros.cli import main as cli  # noqa: E402
-from depth_defocus_ros.evaluate import evaluate_model  # noqa: E402
-from depth_defocus_ros.scenes import (
+from depth_defocus_ros.evaluation.heldout import evaluate_model  # noqa: E402
+from depth_defocus_ros.model.checkpoint import build_model, load_checkpoint  # noqa: E402
+from depth_defocus_ros.synth.scenes import (
     SceneConfig,  # noqa: E402
     render_shards,  # noqa: E402
 )

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from depth_defocus_ros.estimator import TRAINING_FREE, Estimator  # noqa: E402
-from depth_defocus_ros.evaluate import HELDOUT, ensure_heldout, evaluate_estimator  # noqa: E402
-from depth_defocus_ros.realeval import evaluate_real  # noqa: E402
+from depth_defocus_ros.estimate.estimator import TRAINING_FREE, Estimator  # noqa: E402
+from depth_defocus_ros.evaluation.heldout import HELDOUT, ensure_heldout, evaluate_estimator  # noqa: E402
+from depth_defocus_ros.evaluation.realeval import evaluate_real  # noqa: E402
 
 MARGIN = 0.05  # the checkpoint's CoC MAE must be at most (1 - MARGIN) x the training-free one's
 

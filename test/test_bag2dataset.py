@@ -20,9 +20,9 @@ from depth_defocus_ros.bags import options as bag_options
 from depth_defocus_ros.bags import write as bag_write
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags
 from depth_defocus_ros.bags.synth import DEPTH_TOPIC, INFO_TOPIC, scene_frames, write_synthetic_bag
-from depth_defocus_ros.datasets import ShardDataset
-from depth_defocus_ros.scenes import SceneConfig
-from depth_defocus_ros.shards import FORMAT_VERSION, depth_metres
+from depth_defocus_ros.learn.datasets import ShardDataset
+from depth_defocus_ros.synth.scenes import SceneConfig
+from depth_defocus_ros.synth.shards import FORMAT_VERSION, depth_metres
 
 LENS = dict(focal_length_mm=35.0, f_number=2.0, focus_distance_m=1.0)
 FX = 60.0
@@ -430,7 +430,7 @@ def test_parallel_conversion_with_progress_equals_serial(tmp_path, frames):
 
 def test_render_mode_from_all_in_focus_frames(tmp_path, frames):
     from depth_defocus_ros.optics import Lens, signed_defocus_px
-    from depth_defocus_ros.render import linear_to_srgb, render_defocus, srgb_to_linear
+    from depth_defocus_ros.synth.render import linear_to_srgb, render_defocus, srgb_to_linear
 
     gt = write_synthetic_bag(tmp_path / "aif", frames, image="aif", depth_encoding="32FC1", invalid_fraction=0.0)
     o = opts(

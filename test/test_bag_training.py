@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 from cli_args import BAG_LENS
+from tiny_checkpoint import make_tiny_checkpoint
 
 from depth_defocus_ros.bags.synth import scene_frames, write_synthetic_bag
-from depth_defocus_ros.checkpoint import load_checkpoint
 from depth_defocus_ros.cli import main
-from depth_defocus_ros.scenes import SceneConfig
-from depth_defocus_ros.testing import make_tiny_checkpoint
+from depth_defocus_ros.model.checkpoint import load_checkpoint
+from depth_defocus_ros.synth.scenes import SceneConfig
 
 
 def test_bags_to_dataset_to_finetune_to_eval(tmp_path, capsys):

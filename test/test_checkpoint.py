@@ -4,9 +4,9 @@ import pickle
 
 import pytest
 import torch
+from tiny_checkpoint import make_tiny_checkpoint
 
-from depth_defocus_ros.checkpoint import CheckpointError, build_model, load_checkpoint
-from depth_defocus_ros.testing import make_tiny_checkpoint
+from depth_defocus_ros.model.checkpoint import CheckpointError, build_model, load_checkpoint
 
 
 def test_round_trip(tmp_path):

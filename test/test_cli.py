@@ -6,8 +6,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
-from depth_defocus_ros.testing import make_tiny_checkpoint
+from tiny_checkpoint import make_tiny_checkpoint
 
 LENS_ARGS = ["--focus-distance", "1.2", "--f-number", "1.8", "--focal-length-mm", "35"]
 

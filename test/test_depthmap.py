@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from depth_defocus_ros.depthmap import compose_depth, side_probability
+from depth_defocus_ros.estimate.depthmap import compose_depth, side_probability
 from depth_defocus_ros.optics import Lens, depth_candidates, depth_on_side, relative_depth_error
 
 LENS = Lens(0.05, 2.0, 2.0)

@@ -8,9 +8,8 @@ from cli_args import TINY_TRAIN
 
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags
 from depth_defocus_ros.bags.synth import write_synthetic_bag
-from depth_defocus_ros.checkpoint import load_checkpoint
 from depth_defocus_ros.cli import main
-from depth_defocus_ros.domain import (
+from depth_defocus_ros.learn.domain import (
     DomainAdaptNet,
     domain_loss,
     encoder_parameters,
@@ -18,7 +17,8 @@ from depth_defocus_ros.domain import (
     grl_lambda,
     match_batch,
 )
-from depth_defocus_ros.model import DepthDefocusNet, ModelConfig
+from depth_defocus_ros.model.checkpoint import load_checkpoint
+from depth_defocus_ros.model.network import DepthDefocusNet, ModelConfig
 
 TINY = ModelConfig(channels=[8, 8, 16, 16, 16], decoder_channels=[16, 8, 8, 8])
 

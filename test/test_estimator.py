@@ -4,10 +4,10 @@ the input resolution with the CoC in input pixels, depth only where it is determ
 import cv2
 import numpy as np
 import pytest
+from tiny_checkpoint import make_tiny_checkpoint
 
-from depth_defocus_ros.estimator import TRAINING_FREE, Estimator, InputError, processing_size
+from depth_defocus_ros.estimate.estimator import TRAINING_FREE, Estimator, InputError, processing_size
 from depth_defocus_ros.optics import Lens, LensError
-from depth_defocus_ros.testing import make_tiny_checkpoint
 
 LENS = Lens.from_mm(35.0, 1.8, 1.2)
 

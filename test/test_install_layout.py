@@ -25,8 +25,8 @@ import pytest
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 pytest.importorskip("ament_index_python", reason="comes with the ROS 2 wheels")
 
+from depth_defocus_ros.ros.harness import RosHarness, stop_process  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
-from depth_defocus_ros.ros.testing import RosHarness, stop_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "depth_defocus_ros"

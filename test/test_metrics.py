@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from depth_defocus_ros.metrics import MetricAccumulator
+from depth_defocus_ros.learn.metrics import MetricAccumulator
 
 
 def _maps(values):

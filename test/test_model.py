@@ -4,8 +4,8 @@ sees the lens, the depth decoder does."""
 import pytest
 import torch
 
-from depth_defocus_ros.model import DepthDefocusNet, ModelConfig
-from depth_defocus_ros.reblur import estimate_defocus
+from depth_defocus_ros.model.network import DepthDefocusNet, ModelConfig
+from depth_defocus_ros.reading.reblur import estimate_defocus
 
 SMALL = dict(channels=[8, 8, 16, 16, 16], decoder_channels=[16, 8, 8, 8])
 

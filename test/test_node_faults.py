@@ -17,15 +17,16 @@ import pytest
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_helpers import set_parameters  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from depth_defocus_ros.estimator import Estimator  # noqa: E402
+from depth_defocus_ros.estimate.estimator import Estimator  # noqa: E402
 from depth_defocus_ros.optics import Lens  # noqa: E402
 from depth_defocus_ros.ros.conversions import image_to_numpy  # noqa: E402
+from depth_defocus_ros.ros.harness import RosHarness, wait_until  # noqa: E402
 from depth_defocus_ros.ros.node import DepthDefocusNode  # noqa: E402
 from depth_defocus_ros.ros.params import load_params_yaml  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
-from depth_defocus_ros.ros.testing import RosHarness, set_parameters, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +145,7 @@ CAMERA_PROCESS = """
 import sys, time
 import cv2, numpy as np
 from depth_defocus_ros.ros.pointcloud import Intrinsics
-from depth_defocus_ros.ros.testing import RosHarness
+from depth_defocus_ros.ros.harness import RosHarness
 h = RosHarness(domain_id=int(sys.argv[1]))
 cam = h.camera(sys.argv[2], name="restartable_camera")
 rgb = np.ascontiguousarray(cv2.resize(cv2.imread(sys.argv[3]), (320, 240))[:, :, ::-1])

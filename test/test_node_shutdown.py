@@ -21,8 +21,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 
+from depth_defocus_ros.ros.harness import RosHarness  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
-from depth_defocus_ros.ros.testing import RosHarness  # noqa: E402
 
 pytestmark = pytest.mark.slow  # each run starts a Python + torch process
 

@@ -11,11 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from depth_defocus_ros.blurpatches import PatchConfig, TileMaker, load_patches, render_patch_shards
-from depth_defocus_ros.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
-from depth_defocus_ros.estimator import Estimator
-from depth_defocus_ros.reader import BlurReader, ReaderConfig, fuse_levels, laplace_nll, read_defocus, read_levels
-from depth_defocus_ros.render import PSFShape, disc_kernel, render_defocus
+from depth_defocus_ros.estimate.estimator import Estimator
+from depth_defocus_ros.learn.patches import PatchConfig, TileMaker, load_patches, render_patch_shards
+from depth_defocus_ros.model.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from depth_defocus_ros.reading.reader import (
+    BlurReader,
+    ReaderConfig,
+    fuse_levels,
+    laplace_nll,
+    read_defocus,
+    read_levels,
+)
+from depth_defocus_ros.synth.render import PSFShape, disc_kernel, render_defocus
 
 SMALL = PatchConfig(tile=64, patch=32, crops=2, max_coc_px=8.0, leaves=(2, 6))
 
@@ -142,7 +149,7 @@ def test_train_reader_resume_and_outputs(patches, tmp_path):
     assert "resumed from" in r.stdout + r.stderr and load_checkpoint(out / "last.pt")["step"] == 6
     _train(patches, tmp_path / "ft", "--steps", "2", "--val-every", "2", "--init", str(out / "best.pt"))
     # stage 2 on whole scenes, the level CNN frozen: one reader checkpoint with its refiner
-    from depth_defocus_ros.scenes import SceneConfig, render_shards
+    from depth_defocus_ros.synth.scenes import SceneConfig, render_shards
 
     scenes = render_shards(tmp_path / "scenes", 4, seed=2, shard_size=2, config=SceneConfig(height=64, width=96))
     _train(

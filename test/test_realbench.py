@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depth_defocus_ros.estimator import TRAINING_FREE, Estimator
+from depth_defocus_ros.estimate.estimator import TRAINING_FREE, Estimator
+from depth_defocus_ros.evaluation.realbench import CASES, FULL_WIDTH, HALF_WIDTH, motorcycle_scene, render_case
+from depth_defocus_ros.evaluation.realeval import NO_BLUR, evaluate_real, format_real_report, spearman
 from depth_defocus_ros.optics import coc_px
-from depth_defocus_ros.realbench import CASES, FULL_WIDTH, HALF_WIDTH, motorcycle_scene, render_case
-from depth_defocus_ros.realeval import NO_BLUR, evaluate_real, format_real_report, spearman
-from depth_defocus_ros.textures import load_photo_textures
+from depth_defocus_ros.synth.textures import load_photo_textures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_case_set_is_fixed_and_spans_the_issue_ranges():
 
 
 def test_the_benchmark_photographs_are_not_training_textures():
-    from depth_defocus_ros.textures import _SKIMAGE_PHOTOS
+    from depth_defocus_ros.synth.textures import _SKIMAGE_PHOTOS
 
     assert not [n for n in _SKIMAGE_PHOTOS if "motorcycle" in n]
     sizes = {tuple(t.shape[1:]) for t in load_photo_textures()}

@@ -5,9 +5,9 @@ import pytest
 import torch
 from skimage.data import astronaut
 
-from depth_defocus_ros.propagate import propagate
-from depth_defocus_ros.reblur import estimate_defocus
-from depth_defocus_ros.render import linear_to_srgb, render_defocus, sensor_degrade, srgb_to_linear
+from depth_defocus_ros.reading.propagate import propagate
+from depth_defocus_ros.reading.reblur import estimate_defocus
+from depth_defocus_ros.synth.render import linear_to_srgb, render_defocus, sensor_degrade, srgb_to_linear
 
 
 def _blurred(lin: torch.Tensor, coc: float, noise: bool = False) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from depth_defocus_ros.optics import Lens, coc_px, signed_defocus_px
-from depth_defocus_ros.render import (
+from depth_defocus_ros.synth.render import (
     disc_kernel,
     linear_to_srgb,
     render_defocus,

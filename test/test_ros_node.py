@@ -12,25 +12,19 @@ import pytest
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_helpers import PlaneEstimator, SlowEstimator, get_parameters, set_parameters  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 from depth_defocus_ros.ros.conversions import (  # noqa: E402
     camera_info_from_intrinsics,
     image_to_numpy,
     pointcloud2_to_array,
 )
+from depth_defocus_ros.ros.harness import RosHarness, wait_until  # noqa: E402
 from depth_defocus_ros.ros.node import OUTPUT_TOPICS, DepthDefocusNode  # noqa: E402
 from depth_defocus_ros.ros.params import load_params_yaml  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics, unpack_rgb  # noqa: E402
-from depth_defocus_ros.ros.testing import (  # noqa: E402
-    PlaneEstimator,
-    RosHarness,
-    SlowEstimator,
-    get_parameters,
-    set_parameters,
-    wait_until,
-)
-from depth_defocus_ros.testing import make_tiny_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 W, H = 320, 240

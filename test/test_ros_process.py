@@ -16,19 +16,14 @@ import yaml
 
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 
+from ros_helpers import get_parameters, list_parameters  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
+from tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 from depth_defocus_ros.ros.conversions import image_to_numpy  # noqa: E402
+from depth_defocus_ros.ros.harness import RosHarness, stop_process, wait_until  # noqa: E402
 from depth_defocus_ros.ros.params import PARAM_NAMES, load_params_yaml  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
-from depth_defocus_ros.ros.testing import (  # noqa: E402
-    RosHarness,
-    get_parameters,
-    list_parameters,
-    stop_process,
-    wait_until,
-)
-from depth_defocus_ros.testing import make_tiny_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "depth_defocus.yaml"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from depth_defocus_ros.optics import Lens, signed_defocus_px
-from depth_defocus_ros.scenes import SceneConfig, SceneGenerator
+from depth_defocus_ros.synth.scenes import SceneConfig, SceneGenerator
 
 CFG = SceneConfig(height=48, width=64, texture_size=64, photo_fraction=0.5)
 
@@ -34,7 +34,7 @@ def test_ground_truth_follows_the_optics_and_lens_ranges():
 
 def test_ray_cast_ground_plane_and_sphere_depths_are_exact():
     """A camera 1.5 m above level ground: a pixel v rows below the centre sees z = h * fx / v."""
-    from depth_defocus_ros.scenes import _Canvas
+    from depth_defocus_ros.synth.scenes import _Canvas
 
     cfg = SceneConfig(height=48, width=64, texture_size=64)
     gen = SceneGenerator(cfg, seed=0)

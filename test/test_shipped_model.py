@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depth_defocus_ros.checkpoint import VERSION, load_checkpoint
-from depth_defocus_ros.estimator import TRAINING_FREE, Estimator
+from depth_defocus_ros.estimate.estimator import TRAINING_FREE, Estimator
+from depth_defocus_ros.model.checkpoint import VERSION, load_checkpoint
 from depth_defocus_ros.optics import depth_candidates
 from depth_defocus_ros.paths import default_model_path
 from depth_defocus_ros.ros.demo import load_samples
@@ -88,7 +88,7 @@ def _unseen_photo(width: int):
     import torch
     from skimage import io
 
-    from depth_defocus_ros.render import srgb_to_linear
+    from depth_defocus_ros.synth.render import srgb_to_linear
 
     img = io.imread(os.path.join(os.path.dirname(skimage.__file__), "data", "motorcycle_right.png"))[..., :3]
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255.0
@@ -106,7 +106,7 @@ def test_reader_reads_disc_blur_of_an_unseen_photograph(reader_estimator, width,
     met yet, see models/README.md), so that scale is held to 15 %."""
     import torch
 
-    from depth_defocus_ros.render import render_defocus, sensor_degrade
+    from depth_defocus_ros.synth.render import render_defocus, sensor_degrade
 
     lin = _unseen_photo(width)
     lens = {"focal_length_m": 0.05, "f_number": 2.0, "focus_distance_m": 2.0}
@@ -126,7 +126,7 @@ def test_reader_sigma_covers_its_error_on_held_out_patches(reader_estimator):
     import torch
     import torch.nn.functional as F
 
-    from depth_defocus_ros.blurpatches import PatchConfig, TileMaker
+    from depth_defocus_ros.learn.patches import PatchConfig, TileMaker
 
     maker, gen = TileMaker(PatchConfig()), torch.Generator().manual_seed(987654)
     reader = reader_estimator.reader

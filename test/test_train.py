@@ -9,8 +9,8 @@ import pytest
 import torch
 from cli_args import TINY_TRAIN
 
-from depth_defocus_ros.checkpoint import load_checkpoint
-from depth_defocus_ros.scenes import SceneConfig, render_shards
+from depth_defocus_ros.model.checkpoint import load_checkpoint
+from depth_defocus_ros.synth.scenes import SceneConfig, render_shards
 
 TINY = [*TINY_TRAIN, "--visible-blur-fraction", "1.0", "--lr", "1e-3"]
 
@@ -115,8 +115,8 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path):
 def test_loss_weights_option_parses_and_refuses_unknown_terms():
     import argparse
 
-    from depth_defocus_ros.losses import LossWeights
-    from depth_defocus_ros.train import _loss_weights
+    from depth_defocus_ros.learn.losses import LossWeights
+    from depth_defocus_ros.learn.train import _loss_weights
 
     w = LossWeights(**_loss_weights("side=0.5,depth=0"))
     assert (w.side, w.depth, w.coc) == (0.5, 0.0, 1.0)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..shards import write_json_atomic
+from ..synth.shards import write_json_atomic
 from .options import FORMAT_VERSION, MODES, STATE_DIR, ConvertError, ConvertOptions, set_progress, worker_init
 from .plan import bag_splits
 from .scan import scan_bag

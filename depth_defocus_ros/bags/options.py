@@ -24,7 +24,7 @@ STATE_DIR = ".bag2dataset"
 
 RUN_ONLY = ("out", "workers", "progress", "device")
 
-FORMAT_VERSION = 2  # of the shards and manifest (depth_defocus_ros.shards.FORMAT_VERSION; checked in the tests)
+FORMAT_VERSION = 2  # of the shards and manifest (depth_defocus_ros.synth.shards.FORMAT_VERSION; checked in the tests)
 
 
 class ConvertError(RuntimeError):

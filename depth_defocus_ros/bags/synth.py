@@ -3,7 +3,7 @@
 A bag holds what an RGB-D robot camera records: ``/camera/color/image_raw`` (Image or
 CompressedImage), ``/camera/color/camera_info`` and ``/camera/aligned_depth_to_color/image_raw``
 (16UC1 mm or 32FC1 m), stamped like a camera running at ``fps``. The images are the focused
-renders of :class:`~depth_defocus_ros.scenes.SceneGenerator` (``image="focused"``, for
+renders of :class:`~depth_defocus_ros.synth.scenes.SceneGenerator` (``image="focused"``, for
 ``real-defocus``) or its all-in-focus images (``image="aif"``, for ``render``).
 """
 
@@ -25,7 +25,7 @@ def scene_frames(n: int, seed: int = 0, config=None, batch: int = 8) -> dict:
     lens (N, 3), fx (N,)."""
     import torch
 
-    from ..scenes import SceneConfig, SceneGenerator
+    from ..synth.scenes import SceneConfig, SceneGenerator
 
     cfg = config or SceneConfig(height=48, width=64, texture_size=64)
     gen = SceneGenerator(cfg, seed=seed)

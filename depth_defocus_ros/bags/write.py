@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..shards import write_json_atomic, write_shard
+from ..synth.shards import write_json_atomic, write_shard
 from .messages import DEPTH_SCALES, FrameError, decode_depth, decode_rgb, header_from_raw
 from .options import FORMAT_VERSION, STATE_DIR, ConvertOptions, report_progress
 from .pairing import seeded_rng
@@ -44,7 +44,7 @@ def render_frame(
     import torch
 
     from ..optics import Lens, signed_defocus_px
-    from ..render import linear_to_srgb, render_defocus, srgb_to_linear
+    from ..synth.render import linear_to_srgb, render_defocus, srgb_to_linear
 
     filled = _fill_invalid(depth_m)
     valid = np.isfinite(depth_m) & (depth_m > 0)

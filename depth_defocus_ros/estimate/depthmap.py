@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .optics import coc_at_infinity_batch, depth_on_side, relative_depth_error
+from ..optics import coc_at_infinity_batch, depth_on_side, relative_depth_error
 
 __all__ = ["FOCUS_SIDES", "DepthResult", "side_probability", "choose_behind", "compose_depth"]
 

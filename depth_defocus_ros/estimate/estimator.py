@@ -32,12 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import build_model, build_reader, load_checkpoint
+from ..model.checkpoint import build_model, build_reader, load_checkpoint
+from ..optics import Lens, LensError, validate_fx
+from ..paths import default_model_path
+from ..reading.reader import read_defocus
+from ..reading.reblur import estimate_defocus
 from .depthmap import FOCUS_SIDES, compose_depth, side_probability
-from .optics import Lens, LensError, validate_fx
-from .paths import default_model_path
-from .reader import read_defocus
-from .reblur import estimate_defocus
 
 __all__ = ["Estimator", "Prediction", "InputError", "select_device", "TRAINING_FREE", "DEFAULT_LONG_SIDE"]
 

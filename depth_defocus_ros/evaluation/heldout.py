@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cocreading import CocReading, format_reading, plot_read_vs_true
-from .datasets import ShardDataset
-from .depthmap import compose_depth, side_probability
-from .metrics import MetricAccumulator
-from .scenes import SceneConfig, render_shards
+from ..estimate.depthmap import compose_depth, side_probability
+from ..learn.cocreading import CocReading, format_reading, plot_read_vs_true
+from ..learn.datasets import ShardDataset
+from ..learn.metrics import MetricAccumulator
+from ..synth.scenes import SceneConfig, render_shards
 
 __all__ = ["HELDOUT", "heldout_config", "evaluate_estimator", "ensure_heldout", "format_report"]
 
@@ -73,7 +73,7 @@ def evaluate_estimator(
     pixels. ``readings``: a dict that receives the reading accumulators (for the plot)."""
     from tqdm import tqdm
 
-    from .reblur import measured_edges
+    from ..reading.reblur import measured_edges
 
     acc = MetricAccumulator()
     reading = {"all": CocReading(), "edge": CocReading()}
@@ -136,7 +136,7 @@ def format_report(name: str, res: dict) -> str:
 
 
 def run_eval(args) -> int:
-    from .estimator import Estimator
+    from ..estimate.estimator import Estimator
 
     if args.real:
         from .realeval import run_real_eval

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .optics import Lens, coc_px, signed_defocus_px
-from .render import render_defocus, sensor_degrade, srgb_to_linear
+from ..optics import Lens, coc_px, signed_defocus_px
+from ..synth.render import render_defocus, sensor_degrade, srgb_to_linear
 
 __all__ = ["MOTORCYCLE", "RealCase", "CASES", "motorcycle_scene", "render_case", "load_cases", "case_group"]
 
@@ -178,7 +178,7 @@ def load_cases(cache_dir=None, cases=CASES, progress: bool = True):
     per case, written atomically) when it is given."""
     from tqdm import tqdm
 
-    from .shards import write_shard
+    from ..synth.shards import write_shard
 
     cache = Path(cache_dir) / f"motorcycle_v{VERSION}" if cache_dir else None
     scene = None

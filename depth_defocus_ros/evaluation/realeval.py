@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cocreading import CocReading, format_reading, plot_read_vs_true
-from .optics import Lens, coc_px
+from ..learn.cocreading import CocReading, format_reading, plot_read_vs_true
+from ..optics import Lens, coc_px
 from .realbench import CASES, case_group, load_cases
 
 __all__ = ["case_metrics", "evaluate_real", "format_real_report", "run_real_eval", "spearman", "KEPT_E"]
@@ -85,7 +85,7 @@ def _edge_mask(image: np.ndarray) -> np.ndarray:
     """The edge pixels of an HxWx3 uint8 image (:func:`.reblur.measured_edges`)."""
     import torch
 
-    from .reblur import measured_edges
+    from ..reading.reblur import measured_edges
 
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
     return measured_edges(x)[0, 0].numpy()
@@ -305,8 +305,8 @@ def plot_sparsification(res: dict, path) -> None:
 
 
 def run_real_eval(args) -> int:
-    from .estimator import TRAINING_FREE, Estimator
-    from .paths import default_model_path
+    from ..estimate.estimator import TRAINING_FREE, Estimator
+    from ..paths import default_model_path
 
     if args.real != "motorcycle":
         raise ValueError(f"unknown real benchmark {args.real!r}; available: motorcycle")

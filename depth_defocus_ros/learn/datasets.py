@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .optics import Lens, signed_defocus_px
-from .scenes import SceneConfig, SceneGenerator
-from .shards import SHARD_KEYS, depth_metres, shard_paths
+from ..optics import Lens, signed_defocus_px
+from ..synth.scenes import SceneConfig, SceneGenerator
+from ..synth.shards import SHARD_KEYS, depth_metres, shard_paths
 
 __all__ = ["ShardDataset", "SceneStream", "batch_from_arrays", "random_crop", "MAP_KEYS"]
 

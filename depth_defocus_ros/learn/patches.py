@@ -36,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .reblur import luminance, noise_sigma
-from .render import PSFShape, render_defocus, sensor_degrade, srgb_to_linear
-from .shards import write_json_atomic, write_shard
-from .textures import load_photo_textures, procedural_texture
+from ..reading.reblur import luminance, noise_sigma
+from ..synth.render import PSFShape, render_defocus, sensor_degrade, srgb_to_linear
+from ..synth.shards import write_json_atomic, write_shard
+from ..synth.textures import load_photo_textures, procedural_texture
 
 __all__ = ["PatchConfig", "TileMaker", "render_patch_shards", "patch_shard_paths", "load_patches"]
 

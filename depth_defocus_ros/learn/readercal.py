@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from .reader import BlurReader, read_defocus
-from .scenes import SceneConfig, SceneGenerator
+from ..reading.reader import BlurReader, read_defocus
+from ..synth.scenes import SceneConfig, SceneGenerator
 
 __all__ = ["CALIBRATION_SEED", "fit_sigma_scale", "calibrate_checkpoint"]
 
@@ -59,7 +59,7 @@ def fit_sigma_scale(reader: BlurReader, scenes: int = 64, seed: int = CALIBRATIO
 
 def calibrate_checkpoint(path, scenes: int = 64, seed: int = CALIBRATION_SEED) -> dict:
     """Fit ``sigma_scale`` for the reader checkpoint at ``path`` and write it back (atomically)."""
-    from .checkpoint import build_reader, load_checkpoint, save_checkpoint
+    from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(path)
     reader = build_reader(ckpt, path).eval()

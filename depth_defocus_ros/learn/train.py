@@ -33,14 +33,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import build_model, build_reader, load_checkpoint, save_checkpoint
+from ..estimate.estimator import DEFAULT_LONG_SIDE, select_device
+from ..model.checkpoint import build_model, build_reader, load_checkpoint, save_checkpoint
+from ..model.network import DepthDefocusNet, ModelConfig
+from ..optics import depth_on_side
+from ..synth.scenes import SceneConfig, SceneGenerator, add_scene_args, scene_config_from_args
 from .datasets import SceneStream, ShardDataset
-from .estimator import DEFAULT_LONG_SIDE, select_device
 from .losses import LossWeights, multitask_loss
 from .metrics import MetricAccumulator
-from .model import DepthDefocusNet, ModelConfig
-from .optics import depth_on_side
-from .scenes import SceneConfig, SceneGenerator, add_scene_args, scene_config_from_args
 
 __all__ = ["add_train_args", "run_training", "Trainer"]
 
@@ -410,7 +410,7 @@ class Trainer:
         res = acc.result()
         res["overall"]["coc_mae_physics"] = phys.result()["overall"]["coc_mae"]
         if self.is_main and last is not None:
-            from .viz import save_prediction_grid
+            from ..viz import save_prediction_grid
 
             save_prediction_grid(self.out / "samples.png", last[0], last[1])
         return res
@@ -521,7 +521,7 @@ class Trainer:
             self.best = score
             save_checkpoint(self.out / "best.pt", self.checkpoint_dict(o, training=False))
         save_checkpoint(self.out / "last.pt", self.checkpoint_dict(o, training=True))
-        from .viz import plot_training_curves
+        from ..viz import plot_training_curves
 
         plot_training_curves(self.out / "metrics.jsonl", self.out / "loss.png")
 

@@ -28,11 +28,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .blurpatches import load_patches, patch_shard_paths
-from .checkpoint import build_reader, load_checkpoint, save_checkpoint
+from ..estimate.estimator import DEFAULT_LONG_SIDE, select_device
+from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
+from ..reading.reader import BlurReader, ReaderConfig, laplace_nll
 from .cocreading import CocReading
-from .estimator import DEFAULT_LONG_SIDE, select_device
-from .reader import BlurReader, ReaderConfig, laplace_nll
+from .patches import load_patches, patch_shard_paths
 
 __all__ = ["add_reader_train_args", "run_reader_training", "ReaderTrainer"]
 
@@ -263,7 +263,7 @@ class ReaderTrainer:
             self.best = res["nll"]
             save_checkpoint(self.out / "best.pt", self.checkpoint_dict(res, training=False))
         save_checkpoint(self.out / "last.pt", self.checkpoint_dict(res, training=True))
-        from .viz import plot_training_curves
+        from ..viz import plot_training_curves
 
         plot_training_curves(self.out / "metrics.jsonl", self.out / "loss.png")
 

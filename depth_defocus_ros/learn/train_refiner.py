@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import build_reader, load_checkpoint, save_checkpoint
+from ..estimate.estimator import select_device
+from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
+from ..reading.reader import BlurReader, ReaderConfig, grid_features, laplace_nll
+from ..reading.refiner import Refiner
 from .datasets import ShardDataset
-from .estimator import select_device
-from .reader import BlurReader, ReaderConfig, grid_features, laplace_nll
-from .refiner import Refiner
 
 __all__ = ["scene_features", "train_refiner"]
 

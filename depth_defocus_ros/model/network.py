@@ -29,9 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .optics import coc_at_infinity_batch
-from .reader import BlurReader, ReaderConfig, read_defocus
-from .reblur import ReblurConfig, estimate_defocus
+from ..optics import coc_at_infinity_batch
+from ..reading.reader import BlurReader, ReaderConfig, read_defocus
+from ..reading.reblur import ReblurConfig, estimate_defocus
 
 __all__ = ["ModelConfig", "DepthDefocusNet", "lens_features", "N_PHYSICS_FEATURES", "N_READER_FEATURES"]
 

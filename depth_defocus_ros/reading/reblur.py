@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..synth.render import render_defocus, srgb_to_linear
 from .propagate import propagate
-from .render import render_defocus, srgb_to_linear
 
 __all__ = ["DefocusEstimate", "ReblurConfig", "estimate_defocus", "measured_edges", "scale_gradients", "SCALES_PX"]
 

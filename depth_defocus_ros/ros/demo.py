@@ -214,7 +214,7 @@ def run_demo(args) -> int:
                 "coc_median_px": float(np.median(defocus)),
             }
             if sample is not None and sample[2] is not None:
-                from ..realeval import case_metrics
+                from ..evaluation.realeval import case_metrics
 
                 gt, lens = sample[2], sample[3]
                 gt_coc = coc_px(np.nan_to_num(gt, nan=1.0), lens, intr.fx)

@@ -36,7 +36,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from ..checkpoint import CheckpointError
+from ..model.checkpoint import CheckpointError
 from ..optics import LensError
 from ..viz import defocus_preview, depth_preview
 from .conversions import (
@@ -192,7 +192,7 @@ class DepthDefocusNode(Node):
         self._warn_unknown_overrides()
         cfg = self._cfg
         if estimator is None:
-            from ..estimator import Estimator
+            from ..estimate.estimator import Estimator
 
             estimator = Estimator.load(cfg.model_path or None, device=cfg.device, half=None if cfg.half else False)
         self.estimator = estimator

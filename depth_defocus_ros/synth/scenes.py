@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .optics import Lens, coc_at_infinity_px, signed_defocus_px
+from ..optics import Lens, coc_at_infinity_px, signed_defocus_px
 from .render import render_defocus, render_defocus_gather, sensor_degrade, srgb_to_linear
 from .textures import TextureBank
 
