@@ -171,10 +171,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="depth-defocus", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-
+def _add_predict_parser(sub) -> None:
+    """``depth-defocus predict``: images + lens -> depth, defocus (and uncertainty) files."""
     pr = sub.add_parser("predict", help="depth + defocus for images")
     pr.add_argument("images", nargs="+", help="8-bit RGB images")
     pr.add_argument("--focus-distance", type=positive("focus distance"), required=True, help="m")
@@ -196,7 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--preview-max-m", type=float, default=20.0)
     pr.set_defaults(func=cmd_predict)
 
-    from .learn.train import add_train_args
+
+def _add_train_parsers(sub) -> None:
+    """``train`` (the multi-task network) and ``train-reader`` (the blur reader)."""
+    from .learn.train_args import add_train_args
 
     tr = sub.add_parser("train", help="train or fine-tune (torchrun for DDP)")
     add_train_args(tr)
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_reader_train_args(trr)
     trr.set_defaults(func=cmd_train_reader)
 
+
+def _add_render_patches_parser(sub) -> None:
+    """``render-patches``: the blur reader's training patches."""
     rp = sub.add_parser("render-patches", help="render training patches for the blur reader (resumable)")
     rp.add_argument("--out", required=True)
     rp.add_argument("--shards", type=int, default=300)
@@ -216,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--workers", type=int, default=1, help="processes")
     rp.set_defaults(func=cmd_render_patches)
 
+
+def _add_eval_parser(sub) -> None:
+    """``eval``: held-out synthetic sets, a dataset, or the real-photo benchmark."""
     ev = sub.add_parser("eval", help="metrics on held-out sets or a dataset")
     ev.add_argument(
         "--model", default=None, help="checkpoint, or 'training-free' (default: the shipped default, models/README.md)"
@@ -250,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write metrics JSON here")
     ev.set_defaults(func=cmd_eval)
 
+
+def _add_render_parser(sub) -> None:
+    """``render``: synthetic scenes into dataset shards."""
     rd = sub.add_parser("render", help="render synthetic scenes into dataset shards")
     rd.add_argument("--out", required=True)
     rd.add_argument("--scenes", type=int, default=1000)
@@ -259,6 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_scene_args(rd)
     rd.set_defaults(func=cmd_render)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="depth-defocus", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_predict_parser(sub)
+    _add_train_parsers(sub)
+    _add_render_patches_parser(sub)
+    _add_eval_parser(sub)
+    _add_render_parser(sub)
 
     from .bags.args import add_bag2dataset_args
 

@@ -1,5 +1,5 @@
 """Make the bundled sample sequence (data/samples): the Middlebury 2014 "Motorcycle" left view with
-its measured depth (scikit-image's copy, see depth_defocus_ros/realbench.py), re-focused by the
+its measured depth (scikit-image's copy, see depth_defocus_ros/evaluation/realbench.py), re-focused by the
 package's renderer at four lens settings, at the shipped width (741x500 px), with sensor noise + JPEG.
 
 A real photograph with measured depth, not training data (the benchmark is never trained on).

@@ -116,7 +116,7 @@ def test_loss_weights_option_parses_and_refuses_unknown_terms():
     import argparse
 
     from depth_defocus_ros.learn.losses import LossWeights
-    from depth_defocus_ros.learn.train import _loss_weights
+    from depth_defocus_ros.learn.train_args import _loss_weights
 
     w = LossWeights(**_loss_weights("side=0.5,depth=0"))
     assert (w.side, w.depth, w.coc) == (0.5, 0.0, 1.0)

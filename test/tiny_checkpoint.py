@@ -1,11 +1,11 @@
-"""Helpers for tests and benchmarks: a tiny, randomly initialised checkpoint in the real format."""
+"""Test helper (tests only): a tiny, randomly initialised checkpoint in the real format."""
 
 from __future__ import annotations
 
 import torch
 
-from .checkpoint import save_checkpoint
-from .model import DepthDefocusNet, ModelConfig
+from depth_defocus_ros.model.checkpoint import save_checkpoint
+from depth_defocus_ros.model.network import DepthDefocusNet, ModelConfig
 
 __all__ = ["make_tiny_checkpoint"]
 

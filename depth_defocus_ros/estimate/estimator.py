@@ -105,6 +105,38 @@ def prepare(rgb: np.ndarray, device, long_side_cap: int):
     return x, scale
 
 
+def _checked_inputs(rgb, lens, fx, focus_side: str):
+    """The image as HxWx3 uint8, the lens as a :class:`~.optics.Lens`, fx (px) as a float; a clear
+    error for anything else."""
+    rgb = check_rgb(rgb)
+    lens = Lens.from_mapping(lens)
+    try:
+        fx = float(fx)
+    except (TypeError, ValueError):
+        raise LensError(f"fx must be a number, got {fx!r}") from None
+    validate_fx(fx)
+    if focus_side not in FOCUS_SIDES:
+        raise ValueError(f"focus_side must be one of {', '.join(FOCUS_SIDES)}, got {focus_side!r}")
+    return rgb, lens, fx
+
+
+def _to_input_size(maps, h: int, w: int, scale: float) -> list:
+    """The maps read at the processing size back to the input's (h, w); CoC and its sigma (the first
+    two) rescaled to input pixels."""
+    maps = list(maps)
+    if scale < 1.0:
+        maps = [
+            None if t is None else F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False) for t in maps
+        ]
+        maps[0], maps[1] = maps[0] / scale, maps[1] / scale
+    return maps
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """(1, 1, h, w) tensor -> (h, w) float32 numpy."""
+    return t[0, 0].float().cpu().numpy().astype(np.float32)
+
+
 class Estimator:
     """Depth, defocus and uncertainty from one focused image (see module doc)."""
 
@@ -197,15 +229,7 @@ class Estimator:
             min_depth_m, max_depth_m: the working range (m); depth outside it is NaN, and a side
                 whose depth falls outside it is not taken.
         """
-        rgb = check_rgb(rgb)
-        lens = Lens.from_mapping(lens)
-        try:
-            fx = float(fx)
-        except (TypeError, ValueError):
-            raise LensError(f"fx must be a number, got {fx!r}") from None
-        validate_fx(fx)
-        if focus_side not in FOCUS_SIDES:
-            raise ValueError(f"focus_side must be one of {', '.join(FOCUS_SIDES)}, got {focus_side!r}")
+        rgb, lens, fx = _checked_inputs(rgb, lens, fx, focus_side)
         h, w = rgb.shape[:2]
         t0 = time.perf_counter()
         x, scale = prepare(rgb, self.device, self.long_side)
@@ -215,28 +239,19 @@ class Estimator:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t1 = time.perf_counter()
-        if scale < 1.0:  # back to the input size; CoC and its sigma in input pixels
-            maps = [
-                None if t is None else F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False) for t in maps
-            ]
-            maps[0], maps[1] = maps[0] / scale, maps[1] / scale
-        coc, sigma, prior, conf = maps
+        coc, sigma, prior, conf = _to_input_size(maps, h, w, scale)
         # side and depth at the input resolution, with the input's fx: the published depth is exactly
         # the thin-lens solution of the published CoC
         fx_in = torch.tensor([fx], device=self.device)
         p = side_probability(coc, sigma, lens_t, fx_in, focus_side, prior, min_depth_m, max_depth_m)
         res = compose_depth(coc, sigma, p, lens_t, fx_in, max_relative_error, min_depth_m, max_depth_m)
-
-        def out(t):  # (1, 1, h, w) -> (h, w) float32 numpy
-            return t[0, 0].float().cpu().numpy().astype(np.float32)
-
         pred = Prediction(
-            depth=out(res.depth),
-            defocus=out(coc),
-            uncertainty=out(res.uncertainty) if uncertainty else None,
-            relative_error=out(res.relative_error),
-            side_prob=out(p),
-            confidence=out(conf),
+            depth=_numpy(res.depth),
+            defocus=_numpy(coc),
+            uncertainty=_numpy(res.uncertainty) if uncertainty else None,
+            relative_error=_numpy(res.relative_error),
+            side_prob=_numpy(p),
+            confidence=_numpy(conf),
         )
         pred.timing = {"read_s": t1 - t0, "depth_s": time.perf_counter() - t1}
         return pred

@@ -1,4 +1,4 @@
-"""Training the blur reader on patches (:mod:`.blurpatches`): CPU, one GPU, or DDP under torchrun.
+"""Training the blur reader on patches (:mod:`.patches`): CPU, one GPU, or DDP under torchrun.
 
 ``depth-defocus train-reader --data PATCHES --out RUN`` fits :class:`.reader.BlurReader` with the
 Laplace likelihood of the true CoC (px at the patch's level) on the central pixels of each
@@ -33,6 +33,7 @@ from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 from ..reading.reader import BlurReader, ReaderConfig, laplace_nll
 from .cocreading import CocReading
 from .patches import load_patches, patch_shard_paths
+from .train_args import args_dict
 
 __all__ = ["add_reader_train_args", "run_reader_training", "ReaderTrainer"]
 
@@ -61,7 +62,7 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
         "--refine-data",
         action="append",
         default=None,
-        help="train stage 2 (the refiner, depth_defocus_ros/refiner.py) on these scene shard folders "
+        help="train stage 2 (the refiner, depth_defocus_ros/reading/refiner.py) on these scene shard folders "
         "(depth-defocus render), the --init reader's level CNN frozen",
     )
     p.add_argument("--refine-channels", type=int, default=24, help="width of the stage-2 refiner")
@@ -74,10 +75,6 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="fp16 autocast (CUDA only)")
-
-
-def _args_dict(args) -> dict:
-    return {k: v for k, v in vars(args).items() if not callable(v) and v is not None}
 
 
 def _augment(y: torch.Tensor, coc: torch.Tensor, gen: torch.Generator):
@@ -223,7 +220,7 @@ class ReaderTrainer:
             "reader_state": self.reader.state_dict(),
             "process_long_side": DEFAULT_LONG_SIDE,
             "patch_config": _patch_config(self.args.data),
-            "train_args": _args_dict(self.args),
+            "train_args": args_dict(self.args),
             "step": self.step,
             "metrics": metrics or {},
         }
@@ -272,7 +269,7 @@ class ReaderTrainer:
 
         a = self.args
         if self.is_main:
-            (self.out / "args.json").write_text(json.dumps(_args_dict(a), indent=2))
+            (self.out / "args.json").write_text(json.dumps(args_dict(a), indent=2))
         gen = torch.Generator().manual_seed(a.seed * 7919 + self.step * 31 + self.rank)  # resumable
         t0, running = time.time(), 0.0
         bar = tqdm(total=a.steps, initial=self.step, desc="train-reader", disable=not self.is_main, unit="step")

@@ -3,7 +3,7 @@
 Scale equivariance does most of the work: a disc of ``c`` px at full resolution is a disc of
 ``c / 2`` px at half resolution, so one reader that is accurate for small blur, applied at every
 level of a pyramid (2x2 averages of linear luminance), reads every blur size: a large blur is a
-small one a few levels down. The reader is trained on small patches (:mod:`.blurpatches`,
+small one a few levels down. The reader is trained on small patches (:mod:`~depth_defocus_ros.learn.patches`,
 :mod:`.train_reader`) and outputs, per pixel of each level, a CoC (px at that level) and its
 standard deviation (a Laplace likelihood: the sigma is fitted, not a heuristic).
 
