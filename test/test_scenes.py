@@ -34,16 +34,16 @@ def test_ground_truth_follows_the_optics_and_lens_ranges():
 
 def test_ray_cast_ground_plane_and_sphere_depths_are_exact():
     """A camera 1.5 m above level ground: a pixel v rows below the centre sees z = h * fx / v."""
-    from depth_defocus_ros.synth.scenes import _Canvas
+    from depth_defocus_ros.synth.layout import _Canvas
 
     cfg = SceneConfig(height=48, width=64, texture_size=64)
-    gen = SceneGenerator(cfg, seed=0)
+    layout = SceneGenerator(cfg, seed=0).layout
     fx, h = 60.0, 1.5
-    canvas = _Canvas(gen._rays(fx))
+    canvas = _Canvas(layout.rays(fx))
     tex = torch.rand(3, 8, 8)
     light = torch.tensor([0.0, -1.0, 0.0])
     ey = torch.tensor([0.0, 1.0, 0.0])
-    gen._plane(
+    layout.plane(
         canvas,
         torch.tensor([0.0, h, 0.0]),
         -ey,
@@ -60,7 +60,7 @@ def test_ray_cast_ground_plane_and_sphere_depths_are_exact():
     torch.testing.assert_close(canvas.t[below][:, 0], expected, rtol=1e-5, atol=1e-5)
     assert bool(torch.isinf(canvas.t[~below]).all())  # above the horizon: no ground
     # a sphere of radius 0.5 m centred 3 m ahead: nearest point on the axis at z = 2.5 m
-    gen._sphere(canvas, torch.tensor([0.0, 0.0, 3.0]), 0.5, tex, 0.5, light)
+    layout.sphere(canvas, torch.tensor([0.0, 0.0, 3.0]), 0.5, tex, 0.5, light)
     assert float(canvas.t[23:25, 31:33].min()) == pytest.approx(2.5, rel=2e-3)
 
 

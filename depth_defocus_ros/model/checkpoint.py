@@ -3,10 +3,10 @@
 A checkpoint is a ``torch.save`` dict of tensors and plain Python values only, loaded with
 ``torch.load(weights_only=True)``: a checkpoint file cannot execute code. Keys:
 
-* ``format`` ("depth_defocus_ros.model.checkpoint"), ``format_version`` (int)
+* ``format`` ("depth_defocus_ros.checkpoint"), ``format_version`` (int)
 * ``kind``: ``"network"`` (the multi-task network) or ``"reader"`` (the blur reader alone,
   :mod:`.reader`); version 2 files are networks
-* network: ``model_config``: :class:`~.model.ModelConfig` as a dict (the model is rebuilt from
+* network: ``model_config``: :class:`~.network.ModelConfig` as a dict (the model is rebuilt from
   it); ``state_dict``: the network weights (it holds the sRGB input normalisation too)
 * reader: ``reader_config``: :class:`~.reader.ReaderConfig` as a dict; ``reader_state``: its
   weights; ``patch_config``: how its training patches were drawn
@@ -29,7 +29,7 @@ from .network import DepthDefocusNet, ModelConfig
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "build_model", "build_reader", "FORMAT", "VERSION"]
 
-FORMAT = "depth_defocus_ros.model.checkpoint"
+FORMAT = "depth_defocus_ros.checkpoint"  # a file format name, not the module path: kept when the module moved
 # 3: a kind ("network" or "reader": the learned blur reader); 2: network on the training-free estimate
 # (lens-free defocus path); 1: lens-conditioned CoC head (no longer read)
 VERSION = 3
