@@ -40,6 +40,7 @@ def _ratios(v):
 
 
 def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``depth-defocus bag2dataset``, in their ``--help`` order."""
     p.add_argument("bags", nargs="+", help="rosbag2 folders (sqlite3 or MCAP), .mcap/.db3 files, ROS 1 .bag files")
     p.add_argument("--out", required=True, help="dataset folder (re-run the same command to continue)")
     p.add_argument(
@@ -50,10 +51,24 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
         "frames are all-in-focus, focused images are rendered; unlabeled: frames without depth "
         "(for --domain-data)",
     )
+    _add_topics_args(p)
+    _add_lens_args(p)
+    _add_pairing_args(p)
+    _add_splits_args(p)
+    _add_render_args(p)
+    _add_output_args(p)
+
+
+def _add_topics_args(p: argparse.ArgumentParser) -> None:
+    """The topic flags (auto-detected when there is one obvious choice)."""
     g = p.add_argument_group("topics (auto-detected when there is one obvious choice)")
     g.add_argument("--rgb-topic")
     g.add_argument("--depth-topic", help="registered to the RGB camera (e.g. aligned_depth_to_color)")
     g.add_argument("--info-topic", help="CameraInfo of the RGB camera (fx = K[0])")
+
+
+def _add_lens_args(p: argparse.ArgumentParser) -> None:
+    """The lens flags: the recording lens (real-defocus, unlabeled) or the rendered lens (render); mm, m, px."""
     g = p.add_argument_group("lens (real-defocus, unlabeled: the recording lens; render: the rendered lens)")
     g.add_argument("--focal-length-mm", type=positive("--focal-length-mm"))
     g.add_argument("--f-number", type=positive("--f-number"))
@@ -64,6 +79,10 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
         help="YAML with focal_length_mm, f_number, focus_distance_m and optional per-bag entries under 'bags:'",
     )
     g.add_argument("--fx", type=positive("--fx"), help="focal length in px of the RGB images (default: CameraInfo)")
+
+
+def _add_pairing_args(p: argparse.ArgumentParser) -> None:
+    """RGB-depth pairing (s) and subsampling flags."""
     g = p.add_argument_group("pairing and subsampling")
     g.add_argument(
         "--max-dt", type=positive("--max-dt"), default=0.02, help="largest RGB-depth stamp gap (s, default 0.02)"
@@ -77,6 +96,10 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
         "--assume-registered", action="store_true", help="accept depth whose frame_id differs from the RGB frame_id"
     )
     g.add_argument("--depth-scale", type=positive("--depth-scale"), help="m per unit of 16-bit depth (0.001)")
+
+
+def _add_splits_args(p: argparse.ArgumentParser) -> None:
+    """The train/val/test split flags (time blocks in s, or whole bags)."""
     g = p.add_argument_group("splits")
     g.add_argument("--split-by", choices=["time", "bag", "none"], default="time")
     g.add_argument("--split-ratio", type=_ratios, default=(0.8, 0.1, 0.1), help="TRAIN,VAL,TEST (default 0.8,0.1,0.1)")
@@ -95,6 +118,10 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
         help="with --split-by bag: put BAG (its name) into SPLIT",
     )
     g.add_argument("--seed", type=int, default=0)
+
+
+def _add_render_args(p: argparse.ArgumentParser) -> None:
+    """The ``render`` mode flags (f-number / focus ranges, CoC cap, device)."""
     g = p.add_argument_group("render mode")
     g.add_argument("--renders", type=positive("--renders", int), default=1, help="focused images per frame (default 1)")
     g.add_argument(
@@ -117,6 +144,10 @@ def add_bag2dataset_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-aif", dest="keep_aif", action="store_false", help="do not store the all-in-focus images")
     g.add_argument("--device", default="cpu", help="device for rendering (cpu, cuda)")
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """The output flags (shard size and compression, resizing, workers, progress)."""
     g = p.add_argument_group("output")
     g.add_argument("--shard-size", type=positive("--shard-size", int), default=32, help="frames per shard (default 32)")
     g.add_argument("--long-side", type=int, default=0, help="downscale so the long side is at most PX (fx with it)")

@@ -100,47 +100,70 @@ def _shard_meta(out: Path, name: str) -> dict | None:
     return None
 
 
+_BAG_KEYS = (
+    "index",
+    "name",
+    "path",
+    "kind",
+    "topics",
+    "msgtypes",
+    "camera",
+    "stored_size",
+    "lens",
+    "lens_source",
+    "duration_s",
+    "error",
+    "warnings",
+    "counts",
+)
+
+
+def _bag_entry(out: Path, s: dict, splits: dict, shards: list) -> tuple[dict, Counter]:
+    """One bag's manifest entry from its scan and the shards on disk, and its skip counts.
+
+    Appends the bag's written shards to ``splits`` ({split: [shard name]}) and ``shards``.
+    """
+    b = {k: s.get(k) for k in _BAG_KEYS}
+    b["shards"], b["splits"], b["samples"] = [], Counter(), 0
+    bskip = Counter()
+    for sh in s.get("shards", []):
+        meta = _shard_meta(out, sh["name"])
+        if meta is None:
+            continue
+        bskip.update(meta.get("skipped", {}))
+        if (out / sh["name"]).is_file():
+            b["shards"].append(sh["name"])
+            splits.setdefault(sh["split"], []).append(sh["name"])
+            shards.append(sh["name"])
+            b["splits"][sh["split"]] += meta["samples"]
+            b["samples"] += meta["samples"]
+    b["splits"] = dict(b["splits"])
+    b["skipped"] = dict(bskip)
+    b["shards_planned"] = len(s.get("shards", []))
+    b["complete"] = s.get("error") is None and all(shard_done(out, sh["name"]) for sh in s.get("shards", []))
+    return b, bskip
+
+
+def _manifest_lens(opts: ConvertOptions, first: dict):
+    """The manifest's lens: the first bag's (mm, f-number, m) or, in ``render`` mode, the rendered
+    lens settings (fixed values or the ranges they are drawn from)."""
+    if opts.mode != "render":
+        return first.get("lens")
+    return {
+        "focal_length_mm": opts.focal_length_mm or 50.0,
+        "f_number": opts.f_number or list(opts.f_number_range),
+        "focus_distance_m": opts.focus_distance_m or (list(opts.focus_range) if opts.focus_range else "subject"),
+        "renders_per_frame": opts.renders,
+    }
+
+
 def _manifest(out: Path, opts: ConvertOptions, scans: list, complete: bool, report: dict | None = None) -> dict:
+    """``manifest.json``'s content from the bags' scans and the shards on disk."""
     bags, splits, shards = [], {}, []
     total = Counter()
     skipped = Counter()
     for s in scans:
-        b = {
-            k: s.get(k)
-            for k in (
-                "index",
-                "name",
-                "path",
-                "kind",
-                "topics",
-                "msgtypes",
-                "camera",
-                "stored_size",
-                "lens",
-                "lens_source",
-                "duration_s",
-                "error",
-                "warnings",
-                "counts",
-            )
-        }
-        b["shards"], b["splits"], b["samples"] = [], Counter(), 0
-        bskip = Counter()
-        for sh in s.get("shards", []):
-            meta = _shard_meta(out, sh["name"])
-            if meta is None:
-                continue
-            bskip.update(meta.get("skipped", {}))
-            if (out / sh["name"]).is_file():
-                b["shards"].append(sh["name"])
-                splits.setdefault(sh["split"], []).append(sh["name"])
-                shards.append(sh["name"])
-                b["splits"][sh["split"]] += meta["samples"]
-                b["samples"] += meta["samples"]
-        b["splits"] = dict(b["splits"])
-        b["skipped"] = dict(bskip)
-        b["shards_planned"] = len(s.get("shards", []))
-        b["complete"] = s.get("error") is None and all(shard_done(out, sh["name"]) for sh in s.get("shards", []))
+        b, bskip = _bag_entry(out, s, splits, shards)
         total.update({k: v for k, v in (s.get("counts") or {}).items()})
         total["samples"] += b["samples"]
         skipped.update(bskip)
@@ -157,14 +180,7 @@ def _manifest(out: Path, opts: ConvertOptions, scans: list, complete: bool, repo
         "topics": json.loads(topics.pop()) if len(topics) == 1 else "per bag",
         "camera": first.get("camera"),
         "stored_size": first.get("stored_size"),
-        "lens": first.get("lens")
-        if opts.mode != "render"
-        else {
-            "focal_length_mm": opts.focal_length_mm or 50.0,
-            "f_number": opts.f_number or list(opts.f_number_range),
-            "focus_distance_m": opts.focus_distance_m or (list(opts.focus_range) if opts.focus_range else "subject"),
-            "renders_per_frame": opts.renders,
-        },
+        "lens": _manifest_lens(opts, first),
         "counts": {**dict(total), "skipped": dict(skipped)},
         "samples": total["samples"],
         "splits": {k: sorted(v) for k, v in splits.items()},

@@ -135,6 +135,58 @@ def _pick(cands: list, prefer: list, what: str, flag: str, bag: str):
     raise BagError(f"{bag}: several {what} topics ({', '.join(cands)}); choose one with {flag}")
 
 
+def _check_topic(topics: dict, topic: str, kinds, flag: str, bag: str, listing: str) -> str:
+    """``topic`` as named with ``flag``, if the bag has it with a message type in ``kinds``."""
+    if topic not in topics:
+        raise BagError(f"{bag}: no topic {topic!r} ({flag}); the bag has: {listing}")
+    if topics[topic] not in kinds:
+        raise BagError(f"{bag}: {flag} {topic!r} is a {topics[topic]}, not a {' or '.join(kinds)}")
+    return topic
+
+
+def _auto_rgb(topics: dict, images: list, bag: str, listing: str) -> str:
+    """The one image topic that does not look like depth/IR (raw beats ``/compressed``, then color/rgb)."""
+    cands = [t for t in images if not _DEPTHISH.search(t)]
+    raw = {t for t in cands if topics[t] == "sensor_msgs/msg/Image"}
+    cands = [t for t in cands if not (_base(t) != t and _base(t) in raw)]  # raw beats its compressed twin
+    if not cands:
+        raise BagError(
+            f"{bag}: no RGB image topic found (Image or CompressedImage); the bag has: {listing}; "
+            "name it with --rgb-topic"
+        )
+    return _pick(cands, [r"color|rgb"], "RGB image", "--rgb-topic", bag)
+
+
+def _auto_depth(topics: dict, images: list, bag: str, listing: str) -> str:
+    """The image topic with ``depth`` in its name (raw beats ``/compressed``, then aligned/registered)."""
+    cands = [t for t in images if re.search("depth", t, re.I) and not re.search("colorized", t, re.I)]
+    raw = {t for t in cands if topics[t] == "sensor_msgs/msg/Image"}
+    cands = [t for t in cands if not (_base(t) != t and _base(t) in raw)]
+    if not cands:
+        raise BagError(
+            f"{bag}: no depth topic found (an Image topic with 'depth' in its name); the bag has: "
+            f"{listing}; name it with --depth-topic, or use --mode unlabeled for frames "
+            "without depth"
+        )
+    return _pick(cands, [r"aligned_depth_to_color|aligned", r"registered"], "depth", "--depth-topic", bag)
+
+
+def _auto_info(topics: dict, rgb: str, bag: str) -> str | None:
+    """The RGB topic's sibling ``camera_info``, else the bag's only CameraInfo topic, else None."""
+    infos = sorted(t for t, ty in topics.items() if ty in INFO_TYPES)
+    sibling = _base(rgb).rsplit("/", 1)[0] + "/camera_info"
+    if sibling in infos:
+        return sibling
+    if len(infos) == 1:
+        return infos[0]
+    if len(infos) > 1:
+        raise BagError(
+            f"{bag}: several CameraInfo topics ({', '.join(infos)}) and none next to {rgb}; "
+            "choose one with --info-topic"
+        )
+    return None
+
+
 def select_topics(
     topics: dict,
     bag: str,
@@ -153,51 +205,16 @@ def select_topics(
     """
     images = sorted(t for t, ty in topics.items() if ty in IMAGE_TYPES)
     listing = ", ".join(f"{t} ({topics[t].rsplit('/', 1)[-1]})" for t in sorted(topics)) or "none"
-
-    def check(topic, kinds, what, flag):
-        if topic not in topics:
-            raise BagError(f"{bag}: no topic {topic!r} ({flag}); the bag has: {listing}")
-        if topics[topic] not in kinds:
-            raise BagError(f"{bag}: {flag} {topic!r} is a {topics[topic]}, not a {' or '.join(kinds)}")
-        return topic
-
     if rgb:
-        rgb = check(rgb, IMAGE_TYPES, "RGB", "--rgb-topic")
+        rgb = _check_topic(topics, rgb, IMAGE_TYPES, "--rgb-topic", bag, listing)
     else:
-        cands = [t for t in images if not _DEPTHISH.search(t)]
-        raw = {t for t in cands if topics[t] == "sensor_msgs/msg/Image"}
-        cands = [t for t in cands if not (_base(t) != t and _base(t) in raw)]  # raw beats its compressed twin
-        if not cands:
-            raise BagError(
-                f"{bag}: no RGB image topic found (Image or CompressedImage); the bag has: {listing}; "
-                "name it with --rgb-topic"
-            )
-        rgb = _pick(cands, [r"color|rgb"], "RGB image", "--rgb-topic", bag)
+        rgb = _auto_rgb(topics, images, bag, listing)
     if depth:
-        depth = check(depth, DEPTH_TYPES, "depth", "--depth-topic")
+        depth = _check_topic(topics, depth, DEPTH_TYPES, "--depth-topic", bag, listing)
     elif need_depth:
-        cands = [t for t in images if re.search("depth", t, re.I) and not re.search("colorized", t, re.I)]
-        raw = {t for t in cands if topics[t] == "sensor_msgs/msg/Image"}
-        cands = [t for t in cands if not (_base(t) != t and _base(t) in raw)]
-        if not cands:
-            raise BagError(
-                f"{bag}: no depth topic found (an Image topic with 'depth' in its name); the bag has: "
-                f"{listing}; name it with --depth-topic, or use --mode unlabeled for frames "
-                "without depth"
-            )
-        depth = _pick(cands, [r"aligned_depth_to_color|aligned", r"registered"], "depth", "--depth-topic", bag)
+        depth = _auto_depth(topics, images, bag, listing)
     if info:
-        info = check(info, INFO_TYPES, "CameraInfo", "--info-topic")
-    else:
-        infos = sorted(t for t, ty in topics.items() if ty in INFO_TYPES)
-        sibling = _base(rgb).rsplit("/", 1)[0] + "/camera_info"
-        if sibling in infos:
-            info = sibling
-        elif len(infos) == 1:
-            info = infos[0]
-        elif len(infos) > 1:
-            raise BagError(
-                f"{bag}: several CameraInfo topics ({', '.join(infos)}) and none next to {rgb}; "
-                "choose one with --info-topic"
-            )
+        info = _check_topic(topics, info, INFO_TYPES, "--info-topic", bag, listing)
+    elif (found := _auto_info(topics, rgb, bag)) is not None:
+        info = found
     return rgb, depth, info

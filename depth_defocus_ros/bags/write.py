@@ -179,6 +179,54 @@ def _build_shard(shard: dict, buf: dict, scan: dict, opts: ConvertOptions, rgb_t
     return arrays, meta
 
 
+def _needed_keys(todo: list, rgb_t: str, depth_t: str | None) -> set:
+    """``(topic, log time ns, header stamp ns)`` of every message the shards in ``todo`` use."""
+    need = set()
+    for s in todo:
+        for fr in s["frames"]:
+            need.add((rgb_t, *fr["rgb"]))
+            if fr["depth"]:
+                need.add((depth_t, *fr["depth"]))
+    return need
+
+
+def _shard_ready(shard: dict, buf: dict, rgb_t: str, depth_t: str | None) -> bool:
+    """Whether every message of the shard's frames has been read into ``buf``."""
+    return all(
+        (rgb_t, *fr["rgb"]) in buf and (not fr["depth"] or (depth_t, *fr["depth"]) in buf) for fr in shard["frames"]
+    )
+
+
+def _decode(reader, raw, msgtype: str, kind: str):
+    """A message's image (``kind`` ``rgb`` or ``depth``), or the :class:`FrameError` why not."""
+    try:
+        m = reader.deserialize(raw, msgtype)
+        return decode_rgb(m, msgtype) if kind == "rgb" else decode_depth(m, msgtype)
+    except FrameError as exc:
+        return exc
+    except Exception as exc:  # a corrupt message: that frame is skipped
+        return FrameError(explain_read_error(exc))
+
+
+def _read_needed(reader, src, conns: list, window: tuple, scan: dict, need: set, buf: dict, on_decoded) -> None:
+    """Decode the needed messages of ``conns`` within ``window`` (start, stop ns of log time) into
+    ``buf``, calling ``on_decoded()`` after each; stop when it returns True (nothing left to write)."""
+    rgb_t = scan["topics"]["rgb"]
+    stamp_src = scan.get("stamp_source", {})
+    for c, log_ns, raw in reader.messages(connections=conns, start=window[0], stop=window[1]):
+        kind = "rgb" if c.topic == rgb_t else "depth"
+        try:
+            st = log_ns if stamp_src.get(kind) == "log" else header_from_raw(raw, src.ros1)[0]
+        except FrameError:
+            continue
+        key = (c.topic, log_ns, st)
+        if key not in need or key in buf:
+            continue
+        buf[key] = _decode(reader, raw, c.msgtype, kind)
+        if on_decoded():
+            break
+
+
 def write_task(scan: dict, shard_names: list, opts: ConvertOptions) -> dict:
     """Write the given shards of one bag (those not yet on disk). Never raises: errors are returned."""
     out = Path(opts.out)
@@ -187,56 +235,28 @@ def write_task(scan: dict, shard_names: list, opts: ConvertOptions) -> dict:
     if not todo:
         return res
     rgb_t, depth_t = scan["topics"]["rgb"], scan["topics"]["depth"]
-    stamp_src = scan.get("stamp_source", {})
-    need = set()
-    for s in todo:
-        for fr in s["frames"]:
-            need.add((rgb_t, *fr["rgb"]))
-            if fr["depth"]:
-                need.add((depth_t, *fr["depth"]))
-    start = min(k[1] for k in need)
-    stop = max(k[1] for k in need) + 1
+    need = _needed_keys(todo, rgb_t, depth_t)
+    window = (min(k[1] for k in need), max(k[1] for k in need) + 1)
     buf = {}
     pending = list(todo)
 
-    def flush(force=False):
-        while pending and (
-            force
-            or all(
-                (rgb_t, *fr["rgb"]) in buf and (not fr["depth"] or (depth_t, *fr["depth"]) in buf)
-                for fr in pending[0]["frames"]
-            )
-        ):
+    def flush(force=False) -> bool:
+        """Build and save the leading pending shards whose messages are all read (all: ``force``);
+        True when none is left."""
+        while pending and (force or _shard_ready(pending[0], buf, rgb_t, depth_t)):
             shard = pending.pop(0)
             arrays, meta = _build_shard(shard, buf, scan, opts, rgb_t, depth_t)
             _save(out, shard["name"], arrays, meta, opts, scan["name"], len(res["written"]))
             res["written"].append(shard["name"])
             res["frames"] += len(shard["frames"])
+        return not pending
 
     try:
         src = resolve_bag(scan["path"])
         with open_bag(src) as reader:
             conns = [c for c in reader.connections if c.topic in (rgb_t, depth_t)]
             try:
-                for c, log_ns, raw in reader.messages(connections=conns, start=start, stop=stop):
-                    kind = "rgb" if c.topic == rgb_t else "depth"
-                    try:
-                        st = log_ns if stamp_src.get(kind) == "log" else header_from_raw(raw, src.ros1)[0]
-                    except FrameError:
-                        continue
-                    key = (c.topic, log_ns, st)
-                    if key not in need or key in buf:
-                        continue
-                    try:
-                        m = reader.deserialize(raw, c.msgtype)
-                        buf[key] = decode_rgb(m, c.msgtype) if kind == "rgb" else decode_depth(m, c.msgtype)
-                    except FrameError as exc:
-                        buf[key] = exc
-                    except Exception as exc:  # a corrupt message: that frame is skipped
-                        buf[key] = FrameError(explain_read_error(exc))
-                    flush()
-                    if not pending:
-                        break
+                _read_needed(reader, src, conns, window, scan, need, buf, flush)
             except (BagError, OSError) as exc:
                 raise exc
             except Exception as exc:
