@@ -11,6 +11,9 @@ what came back into ``--out``: ``depth_NNN.png`` and ``defocus_NNN.png`` (colour
 | depth error | defocus, with the numbers) and ``summary.json`` (frames in/out, rate, latency, and
 per frame the CoC MAE, AbsRel, delta < 1.25 and coverage against the measured depth).
 
+The player and listener nodes are in :mod:`.demo_nodes`, imported only when the demo runs (the
+``depth-defocus`` CLI imports this module, and must work without ROS).
+
 Everything runs in the namespace ``/depth_defocus_demo`` with discovery kept on this machine
 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` unless set), so it neither sees nor disturbs a robot.
 """
@@ -104,8 +107,8 @@ def load_samples(folder=None):
 
 
 def run_demo(args) -> int:
-    import cv2
-
+    """Run the demo (see module doc); the exit status: 0 when outputs came back before the timeout,
+    1 when none came back or it timed out, 130 on Ctrl-C (what arrived is still written)."""
     frames, cam = load_samples(args.samples)
     rate = float(args.rate or cam.get("rate_hz", 5.0))
     out = Path(args.out)
@@ -114,145 +117,18 @@ def run_demo(args) -> int:
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    from ..optics import coc_px
-    from .conversions import camera_info_from_intrinsics, image_to_numpy, numpy_to_image, pointcloud2_to_array
-    from .node import DepthDefocusNode
-    from .pointcloud import Intrinsics, unpack_rgb, write_ply
+    from .demo_nodes import create_nodes, wait_for_discovery
 
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     h, w = frames[0][1].shape[:2]
-    intr = Intrinsics(
-        float(cam["fx"]), float(cam.get("fy", cam["fx"])), float(cam.get("cx", w / 2)), float(cam.get("cy", h / 2))
-    )
-    frame_id = str(cam.get("frame_id", "camera_optical_frame"))
-
-    class Player(Node):
-        """Publishes the samples as a camera driver would (Image rgb8 + CameraInfo, same header)."""
-
-        def __init__(self, context):
-            super().__init__("camera_player", namespace=DEMO_NAMESPACE, context=context)
-            self.pub_image = self.create_publisher(Image, "image", reliable)
-            self.pub_info = self.create_publisher(CameraInfo, "camera_info", reliable)
-            self.sent: dict[int, tuple[int, str]] = {}  # stamp ns -> (frame number, sample name)
-            self.timer = None
-            self.t_last = None
-
-        def start(self):
-            self.timer = self.create_timer(1.0 / rate, self.tick)
-
-        def tick(self):
-            n = len(self.sent)
-            if n >= args.frames:
-                self.timer.cancel()
-                return
-            if n and not (node.idle() and node.stats.counts["frames_out"] >= n):
-                return  # the previous frame is still being processed with its lens: wait
-            name, rgb, _, lens = frames[n % len(frames)]
-            node.set_parameters(
-                [
-                    Parameter("focal_length_mm", value=lens.focal_length_m * 1000.0),
-                    Parameter("f_number", value=lens.f_number),
-                    Parameter("focus_distance_m", value=lens.focus_distance_m),
-                ]
-            )
-            img = numpy_to_image(rgb, "rgb8")
-            img.header.frame_id = frame_id
-            img.header.stamp = self.get_clock().now().to_msg()
-            info = camera_info_from_intrinsics(intr, rgb.shape[1], rgb.shape[0], img.header)
-            self.sent[img.header.stamp.sec * 10**9 + img.header.stamp.nanosec] = (n, name)
-            self.pub_info.publish(info)
-            self.pub_image.publish(img)
-            self.t_last = time.monotonic()
-
-    class Listener(Node):
-        """Collects the node's outputs per input stamp and writes them once all have arrived."""
-
-        def __init__(self, context):
-            super().__init__("demo_listener", namespace=DEMO_NAMESPACE, context=context)
-            types = {"depth/camera_info": CameraInfo, "points": PointCloud2}
-            self.subs = [
-                self.create_subscription(types.get(t, Image), t, lambda m, t=t: self.on_msg(t, m), reliable)
-                for t in OUTPUTS
-            ]
-            self.pending: dict[int, dict] = {}
-            self.done: list[dict] = []
-            self.figures: list = []
-            self.last = None
-
-        def on_msg(self, topic, msg):
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            got = self.pending.setdefault(stamp, {})
-            got[topic] = msg
-            if topic == "points":
-                got["latency_s"] = (self.get_clock().now().nanoseconds - stamp) * 1e-9
-                got["t_recv"] = time.monotonic()
-            if all(t in got for t in OUTPUTS):
-                self.write(stamp, self.pending.pop(stamp))
-
-        def write(self, stamp, got):
-            n, name = player.sent.get(stamp, (len(self.done), "?"))
-            sample = next((f for f in frames if f[0] == name), None)
-            depth = image_to_numpy(got["depth/image"])  # (H, W) m, NaN invalid
-            defocus = image_to_numpy(got["defocus/image"])  # (H, W) px
-            depth_png = image_to_numpy(got["depth/preview"])
-            defocus_png = image_to_numpy(got["defocus/preview"])
-            cv2.imwrite(str(out / f"depth_{n:03d}.png"), depth_png)
-            cv2.imwrite(str(out / f"defocus_{n:03d}.png"), defocus_png)
-            mm = np.where(np.isfinite(depth), np.clip(depth * 1000.0, 0, 65535), 0).astype(np.uint16)
-            cv2.imwrite(str(out / f"depth_{n:03d}_mm.png"), mm)
-            rec = {
-                "frame": n,
-                "sample": name,
-                "latency_ms": got["latency_s"] * 1000.0,
-                "valid_fraction": float(np.isfinite(depth).mean()),
-                "depth_median_m": float(np.nanmedian(depth)) if np.isfinite(depth).any() else None,
-                "coc_median_px": float(np.median(defocus)),
-            }
-            if sample is not None and sample[2] is not None:
-                from ..evaluation.realeval import case_metrics
-
-                gt, lens = sample[2], sample[3]
-                gt_coc = coc_px(np.nan_to_num(gt, nan=1.0), lens, intr.fx)
-                gt_coc = np.where(np.isfinite(gt), gt_coc, np.nan)
-                rec.update(case_metrics(depth, defocus, gt, gt_coc, lens.focus_distance_m))
-                self.figures.append((n, sample, depth, defocus, rec))
-            rec["t_recv"] = got["t_recv"]
-            self.done.append(rec)
-            self.last = (n, name, got["points"])
-            print(
-                f"  frame {n} ({name}): "
-                + (f"CoC MAE {rec['coc_mae']:.2f} px, " if "coc_mae" in rec else "")
-                + (f"AbsRel {rec['abs_rel']:.3f} " if "abs_rel" in rec else "")
-                + (f"on {rec['coverage']:.0%} of the pixels, " if "coverage" in rec else "")
-                + f"latency {rec['latency_ms']:.0f} ms",
-                flush=True,
-            )
-
+    intr, frame_id = _camera(cam, w, h)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=[])
     nodes = []
     try:
-        overrides = [
-            Parameter("model_path", value=str(args.model or "")),
-            Parameter("device", value=str(args.device)),
-            Parameter("focal_length_mm", value=frames[0][3].focal_length_m * 1000.0),
-            Parameter("f_number", value=frames[0][3].f_number),
-            Parameter("focus_distance_m", value=frames[0][3].focus_distance_m),
-            Parameter("fx", value=float(cam["fx"])),
-            Parameter("max_depth_m", value=float(args.max_depth)),
-            Parameter("uncertainty", value=bool(args.uncertainty)),
-        ]
-        node = DepthDefocusNode(namespace=DEMO_NAMESPACE, context=ctx, parameter_overrides=overrides)
-        nodes.append(node)
-        player = Player(ctx)
-        nodes.append(player)
-        listener = Listener(ctx)
-        nodes.append(listener)
+        node, player, listener = create_nodes(
+            ctx, nodes, args, frames, cam, rate=rate, intr=intr, frame_id=frame_id, out=out
+        )
         executor = SingleThreadedExecutor(context=ctx)
         for n in nodes:
             executor.add_node(n)
@@ -264,11 +140,7 @@ def run_demo(args) -> int:
         )
 
         deadline = time.monotonic() + args.timeout
-        connected_by = time.monotonic() + 10.0
-        while time.monotonic() < connected_by:  # discovery: start playing once everyone is matched
-            executor.spin_once(timeout_sec=0.05)
-            if player.pub_image.get_subscription_count() and all(s.get_publisher_count() for s in listener.subs):
-                break
+        wait_for_discovery(executor, player, listener)
         player.start()
         interrupted = False
         try:
@@ -280,22 +152,7 @@ def run_demo(args) -> int:
         timed_out = time.monotonic() >= deadline
         summary = _summary(args, rate, (w, h), node, player, listener, timed_out)
         summary["interrupted"] = interrupted
-        if listener.last is not None:
-            n, name, points_msg = listener.last
-            arr = pointcloud2_to_array(points_msg)
-            xyz = np.stack([arr["x"], arr["y"], arr["z"]], axis=-1)
-            summary["ply_points"] = write_ply(out / "points.ply", xyz, unpack_rgb(arr["rgb"]))
-            summary["ply_frame"] = n
-        if listener.figures:
-            from ..viz import save_overview
-
-            kind = {"reader": "learned blur reader", "network": "multi-task network"}.get(
-                node.estimator.kind, "training-free estimate"
-            )
-            title = f"estimator: {kind} ({node.model_name})"
-            save_overview(out / "overview.png", sorted(listener.figures, key=lambda f: f[0]), args.max_depth, title)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        _print_summary(summary, out)
+        _write_results(out, summary, args, node, listener)
         if interrupted:
             print("interrupted", file=sys.stderr)
             return 130
@@ -304,6 +161,40 @@ def run_demo(args) -> int:
         for n in reversed(nodes):
             n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def _camera(cam: dict, w: int, h: int):
+    """(Intrinsics, frame_id) of the samples' camera.yaml (w x h px frames; cx, cy default to the centre)."""
+    from .pointcloud import Intrinsics
+
+    intr = Intrinsics(
+        float(cam["fx"]), float(cam.get("fy", cam["fx"])), float(cam.get("cx", w / 2)), float(cam.get("cy", h / 2))
+    )
+    return intr, str(cam.get("frame_id", "camera_optical_frame"))
+
+
+def _write_results(out: Path, summary: dict, args, node, listener) -> None:
+    """points.ply (the last point cloud), overview.png and summary.json into ``out``, then the summary
+    on stdout; adds ``ply_points`` and ``ply_frame`` to ``summary``."""
+    from .conversions import pointcloud2_to_array
+    from .pointcloud import unpack_rgb, write_ply
+
+    if listener.last is not None:
+        n, name, points_msg = listener.last
+        arr = pointcloud2_to_array(points_msg)
+        xyz = np.stack([arr["x"], arr["y"], arr["z"]], axis=-1)
+        summary["ply_points"] = write_ply(out / "points.ply", xyz, unpack_rgb(arr["rgb"]))
+        summary["ply_frame"] = n
+    if listener.figures:
+        from ..viz import save_overview
+
+        kind = {"reader": "learned blur reader", "network": "multi-task network"}.get(
+            node.estimator.kind, "training-free estimate"
+        )
+        title = f"estimator: {kind} ({node.model_name})"
+        save_overview(out / "overview.png", sorted(listener.figures, key=lambda f: f[0]), args.max_depth, title)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary, out)
 
 
 def _spin_until_done(executor, args, node, player, listener, deadline) -> None:

@@ -15,22 +15,25 @@ The subscription callbacks only hand the message to a worker thread (latest fram
 that arrives while the model is busy replaces the one waiting, and counts as dropped). The worker
 decodes, checks, runs the estimator and publishes with the input header. Bad input is logged
 (rate-limited per kind), counted in diagnostics and skipped.
+
+The node's parts: :mod:`.slot` (the latest-frame-wins mailbox), :mod:`.camera` (CameraInfo per
+frame size and frame_id, the camera's frame_id), :mod:`.outputs` (one frame's messages),
+:mod:`.stats` and :mod:`.diagnostics` (what ``/diagnostics`` reports), :mod:`.signals` (stopping).
 """
 
 from __future__ import annotations
 
 import math
-import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -38,17 +41,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..model.checkpoint import CheckpointError
 from ..optics import LensError
-from ..viz import defocus_preview, depth_preview
-from .conversions import (
-    BadInput,
-    camera_info_from_intrinsics,
-    check_camera_info,
-    check_raw_image,
-    compressed_to_rgb,
-    image_to_rgb,
-    numpy_to_image,
-    points_to_pointcloud2,
-)
+from .camera import FRAME_ID_RELOCK, CameraInfoStore, FrameIdLock
+from .conversions import BadInput, check_camera_info, check_raw_image, compressed_to_rgb, image_to_rgb
+from .diagnostics import count_changes, diagnostic_status
+from .outputs import publish_outputs, published_depth
 from .params import (
     LENS_SOURCES_ENV,
     PARAM_NAMES,
@@ -58,9 +54,12 @@ from .params import (
     declare_parameters,
     lens_report,
 )
-from .pointcloud import Intrinsics, depth_to_points, make_points_array
+from .pointcloud import Intrinsics
+from .signals import StopSignals, spin_until_stopped
+from .slot import LatestSlot
+from .stats import STAGES, Stats
 
-__all__ = ["DepthDefocusNode", "main", "OUTPUT_TOPICS", "INPUT_TOPICS", "BAD_INPUT_KINDS"]
+__all__ = ["DepthDefocusNode", "main", "OUTPUT_TOPICS", "INPUT_TOPICS"]
 
 NODE_NAME = "depth_defocus_node"
 INPUT_TOPICS = {"image": Image, "image/compressed": CompressedImage, "camera_info": CameraInfo}
@@ -73,111 +72,7 @@ OUTPUT_TOPICS = {
     "defocus/preview": Image,
     "points": PointCloud2,
 }
-BAD_INPUT_KINDS = (
-    "unsupported_encoding",
-    "bad_data_length",
-    "zero_size",
-    "corrupt_compressed",
-    "camera_info_invalid",
-    "camera_info_mismatch",
-    "frame_id_changed",
-)
-FRAME_ID_RELOCK = 30  # a new frame_id seen in this many frames in a row is taken as the camera's new frame
 LOG_EVERY_S = 5.0  # at most one log line per kind of bad input in this period
-
-
-class LatestSlot:
-    """A one-item mailbox: ``put`` replaces what is waiting (returns True when it did)."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._item = None
-        self._closed = False
-
-    def put(self, item) -> bool:
-        with self._cond:
-            replaced = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float | None = None):
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def empty(self) -> bool:
-        with self._cond:
-            return self._item is None
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-# where a frame's time goes (diagnostics stage_ms_*): message -> RGB, reading the blur (the reader
-# or the training-free estimate), side + validity + depth, conversions + point cloud + publishing
-STAGES = ("decode", "read", "depth", "publish")
-
-
-class Stats:
-    """Counters, rates and latencies for diagnostics (thread-safe)."""
-
-    def __init__(self, window_s: float = 5.0):
-        self.window_s = window_s
-        self._lock = threading.Lock()
-        self.counts: Counter = Counter()
-        self._t_in: deque = deque(maxlen=2000)
-        self._t_out: deque = deque(maxlen=2000)
-        self._latency: deque = deque(maxlen=500)  # s, receive -> published
-        self._age: deque = deque(maxlen=500)  # s, header stamp -> published (ROS clock)
-        self._stages: dict = {name: deque(maxlen=200) for name in STAGES}  # s per frame and stage
-
-    def frame_in(self, t: float) -> None:
-        with self._lock:
-            self.counts["frames_in"] += 1
-            self._t_in.append(t)
-
-    def frame_out(self, t: float, latency_s: float, age_s: float | None) -> None:
-        with self._lock:
-            self.counts["frames_out"] += 1
-            self._t_out.append(t)
-            self._latency.append(latency_s)
-            if age_s is not None:
-                self._age.append(age_s)
-
-    def stage(self, name: str, seconds: float) -> None:
-        with self._lock:
-            self._stages[name].append(seconds)
-
-    def count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self.counts[key] += n
-
-    def _rate(self, times, now: float) -> float:
-        ts = [t for t in times if t >= now - self.window_s]
-        if len(ts) < 2:
-            return 0.0
-        return (len(ts) - 1) / max(ts[-1] - ts[0], 1e-9)
-
-    def snapshot(self, now: float | None = None) -> dict:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            lat = np.array(self._latency) * 1000.0
-            age = np.array(self._age) * 1000.0
-            out = dict(self.counts)
-            out["input_rate_hz"] = self._rate(self._t_in, now)
-            out["output_rate_hz"] = self._rate(self._t_out, now)
-            out["last_input_s_ago"] = now - self._t_in[-1] if self._t_in else math.inf
-            for name, d in self._stages.items():
-                out[f"stage_ms_{name}"] = float(np.mean(d)) * 1000.0 if d else math.nan
-        for name, a in (("latency_ms", lat), ("age_ms", age)):
-            out[name + "_mean"] = float(a.mean()) if a.size else math.nan
-            out[name + "_p95"] = float(np.percentile(a, 95)) if a.size else math.nan
-        return out
 
 
 class DepthDefocusNode(Node):
@@ -201,16 +96,11 @@ class DepthDefocusNode(Node):
         self.half = bool(getattr(estimator, "half", False))
         self.stats = Stats()
         self._busy = False
-        self._info_lock = threading.Lock()
-        self._info: tuple | None = None  # (CameraInfo, Intrinsics): the latest valid CameraInfo
-        # the latest valid CameraInfo per (width, height, frame_id): CameraInfo and Image arrive on
-        # two topics in either order, so a frame is matched by its size and frame, not by arrival
-        self._info_by_key: dict = {}
+        self._infos = CameraInfoStore()  # matched with a frame by its size and frame, not by arrival
         self._mismatch_counted = None
         self._fallback_warned = False
         self._intr_source = "none yet"
-        self._frame_id: str | None = None
-        self._other_frame_id, self._other_count = None, 0
+        self._frame = FrameIdLock()
         self._last_log: dict = {}
         self._last_diag_counts: Counter = Counter()
 
@@ -276,12 +166,7 @@ class DepthDefocusNode(Node):
         except BadInput as exc:
             self._bad_input(exc.kind, f"{exc} on {self._info_sub.topic_name}: ignored")
             return
-        with self._info_lock:
-            key = (msg.width, msg.height, msg.header.frame_id)
-            self._info_by_key.pop(key, None)  # re-insert: the dict's order is the arrival order
-            self._info = self._info_by_key[key] = (msg, intr)
-            while len(self._info_by_key) > 8:  # a few camera modes; forget the oldest
-                self._info_by_key.pop(next(iter(self._info_by_key)))
+        self._infos.add(msg, intr)
 
     def _validate_parameters(self, params) -> SetParametersResult:
         values = {name: self.get_parameter(name).value for name in PARAM_NAMES}
@@ -354,41 +239,14 @@ class DepthDefocusNode(Node):
             max_depth_m=cfg.max_depth_m,
         )
         t2 = time.monotonic()
-        depth = np.asarray(pred.depth, dtype=np.float32)
-        invalid = ~np.isfinite(depth) | (depth < cfg.min_depth_m) | (depth > cfg.max_depth_m)
-        depth = np.where(invalid, np.float32(np.nan), depth)  # (H, W) m, NaN where not determined (REP 118)
+        depth = published_depth(pred.depth, cfg)
         if self._stop.is_set():
             return
-        pubs = self._pubs
+        publish_outputs(self._pubs, cfg, header, rgb, depth, pred, intr, info)
+        self._record_frame(header, pred, t_recv, t0, t1, t2)
 
-        def wanted(name):
-            return pubs[name].get_subscription_count() > 0
-
-        if wanted("depth/image"):
-            pubs["depth/image"].publish(numpy_to_image(depth, "32FC1", header))
-        if wanted("depth/camera_info"):
-            ci = camera_info_from_intrinsics(intr, w, h) if info is None else _copy_camera_info(info)
-            ci.header = header
-            pubs["depth/camera_info"].publish(ci)
-        if wanted("defocus/image"):
-            pubs["defocus/image"].publish(numpy_to_image(pred.defocus, "32FC1", header))
-        if cfg.uncertainty and pred.uncertainty is not None and wanted("depth/uncertainty"):
-            pubs["depth/uncertainty"].publish(numpy_to_image(pred.uncertainty, "32FC1", header))
-        if wanted("depth/preview"):
-            pubs["depth/preview"].publish(
-                numpy_to_image(depth_preview(depth, max(cfg.min_depth_m, 0.05), cfg.max_depth_m), "bgr8", header)
-            )
-        if wanted("defocus/preview"):
-            pubs["defocus/preview"].publish(
-                numpy_to_image(defocus_preview(pred.defocus, cfg.preview_max_coc_px), "bgr8", header)
-            )
-        if cfg.publish_points and wanted("points"):
-            d = depth
-            if cfg.max_uncertainty_m > 0 and pred.uncertainty is not None:
-                d = np.where(pred.uncertainty > cfg.max_uncertainty_m, np.float32(np.nan), depth)
-            dec = cfg.point_decimation
-            pts = make_points_array(depth_to_points(d, intr, dec), rgb[::dec, ::dec])
-            pubs["points"].publish(points_to_pointcloud2(pts, header))
+    def _record_frame(self, header, pred, t_recv: float, t0: float, t1: float, t2: float) -> None:
+        """Stage times (decoded at t1 - t0, estimated at t2 - t1, published now) and latencies."""
         now = time.monotonic()
         read_s = (pred.timing or {}).get("read_s", 0.0)
         for name, seconds in zip(STAGES, (t1 - t0, read_s, t2 - t1 - read_s, now - t2)):
@@ -397,40 +255,21 @@ class DepthDefocusNode(Node):
         self.stats.frame_out(now, now - t_recv, age if header.stamp.sec or header.stamp.nanosec else None)
 
     def _check_frame_id(self, frame_id: str) -> None:
-        if self._frame_id is None:
-            self._frame_id = frame_id
-            if not frame_id:
-                self._log_once("frame_id", "frames have an empty header.frame_id: outputs will too (RViz needs one)")
-            return
-        if frame_id == self._frame_id:
-            self._other_frame_id, self._other_count = None, 0
-            return
-        if frame_id == self._other_frame_id:
-            self._other_count += 1
-        else:
-            self._other_frame_id, self._other_count = frame_id, 1
-        if self._other_count >= FRAME_ID_RELOCK:
+        previous = self._frame.frame_id
+        checked = self._frame.check(frame_id)  # raises BadInput for a frame to skip
+        if checked == "first" and not frame_id:
+            self._log_once("frame_id", "frames have an empty header.frame_id: outputs will too (RViz needs one)")
+        elif checked == "followed":
             self.get_logger().warning(
-                f"frame_id changed from '{self._frame_id}' to '{frame_id}' for "
+                f"frame_id changed from '{previous}' to '{frame_id}' for "
                 f"{FRAME_ID_RELOCK} frames in a row: following it"
             )
-            self._frame_id, self._other_frame_id, self._other_count = frame_id, None, 0
-            return
-        raise BadInput(
-            "frame_id_changed",
-            f"frame_id '{frame_id}' differs from the camera's '{self._frame_id}' "
-            f"(taken as the new frame after {FRAME_ID_RELOCK} frames in a row)",
-        )
 
     def _intrinsics(self, w: int, h: int, frame_id: str, cfg: NodeConfig):
         """(Intrinsics, CameraInfo or None) for a w x h frame: the latest CameraInfo received for
         this size and frame_id (a CameraInfo without frame_id fits any frame), else the fx
         parameter. A latest CameraInfo that fits no frame is counted as ``camera_info_mismatch``."""
-        with self._info_lock:
-            latest = self._info
-            found = self._info_by_key.get((w, h, frame_id)) or self._info_by_key.get((w, h, ""))
-            if found is None and not frame_id:
-                found = next((v for (kw, kh, _), v in reversed(self._info_by_key.items()) if (kw, kh) == (w, h)), None)
+        latest, found = self._infos.match(w, h, frame_id)
         if latest is not None and found is not latest and self._mismatch_counted is not latest[0]:
             self._mismatch_counted = latest[0]
             m = latest[0]
@@ -500,50 +339,20 @@ class DepthDefocusNode(Node):
 
     def _publish_diagnostics(self) -> None:
         s = self.stats.snapshot()
-        counts = Counter({k: v for k, v in s.items() if isinstance(v, int)})
-        new = counts - self._last_diag_counts
+        counts, new = count_changes(s, self._last_diag_counts)
         self._last_diag_counts = counts
-        level, problems = DiagnosticStatus.OK, []
-        if new["processing_error"]:
-            level = DiagnosticStatus.ERROR
-            problems.append(f"{new['processing_error']} processing errors")
-        bad = {k: new[k] for k in BAD_INPUT_KINDS if new[k]}
-        if bad:
-            level = max(level, DiagnosticStatus.WARN)
-            problems.append("bad input: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
-        if new["frames_dropped"]:
-            level = max(level, DiagnosticStatus.WARN)
-            problems.append(f"{new['frames_dropped']} frames dropped (model slower than the camera)")
-        if s["last_input_s_ago"] > 5.0:
-            level = max(level, DiagnosticStatus.WARN)
-            problems.append(f"no frames on {self._image_sub.topic_name} for 5 s")
-        summary = f"{s['output_rate_hz']:.1f} Hz out of {s['input_rate_hz']:.1f} Hz in"
-        st = DiagnosticStatus(
-            level=level,
+        st = diagnostic_status(
+            s,
+            counts,
+            new,
             name=f"{self.get_fully_qualified_name()}: depth estimation",
-            hardware_id=self.device,
-            message="; ".join(problems) or summary,
+            image_topic=self._image_sub.topic_name,
+            device=self.device,
+            precision="fp16" if self.half else "fp32",
+            model=self.model_name,
+            intrinsics_from=self._intr_source,
+            frame_id=self._frame.frame_id or "",
         )
-        vals = {
-            "input_rate_hz": f"{s['input_rate_hz']:.2f}",
-            "output_rate_hz": f"{s['output_rate_hz']:.2f}",
-            "latency_ms_mean": f"{s['latency_ms_mean']:.1f}",
-            "latency_ms_p95": f"{s['latency_ms_p95']:.1f}",
-            "age_ms_mean": f"{s['age_ms_mean']:.1f}",
-            **{f"stage_ms_{name}": f"{s[f'stage_ms_{name}']:.1f}" for name in STAGES},
-            "frames_in": str(counts["frames_in"]),
-            "frames_out": str(counts["frames_out"]),
-            "frames_dropped": str(counts["frames_dropped"]),
-            "bad_input_total": str(counts["bad_input_total"]),
-            **{f"bad_{k}": str(counts[k]) for k in BAD_INPUT_KINDS},
-            "processing_errors": str(counts["processing_error"]),
-            "device": self.device,
-            "precision": "fp16" if self.half else "fp32",
-            "model": self.model_name,
-            "intrinsics_from": self._intr_source,
-            "frame_id": self._frame_id or "",
-        }
-        st.values = [KeyValue(key=k, value=v) for k, v in vals.items()]
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(arr)
@@ -554,55 +363,6 @@ class DepthDefocusNode(Node):
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=30.0)
         return super().destroy_node()
-
-
-def _copy_camera_info(info: CameraInfo) -> CameraInfo:
-    out = CameraInfo()
-    for f in ("height", "width", "distortion_model", "d", "k", "r", "p", "binning_x", "binning_y", "roi"):
-        setattr(out, f, getattr(info, f))
-    return out
-
-
-class StopSignals:
-    """SIGINT and SIGTERM ask the node to stop, however many arrive and from whom (a terminal sends
-    Ctrl-C to the whole process group, launch forwards its own SIGINT, then SIGTERM): the first
-    sets :attr:`requested`, later ones are counted and otherwise ignored, so no KeyboardInterrupt
-    can land in the middle of the clean-up. rclpy's own handlers are not installed
-    (``SignalHandlerOptions.NO``): the spin loop checks :attr:`requested`."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = threading.Event()
-        self.count = 0
-        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-
-    def _handle(self, signum, frame) -> None:
-        self.count += 1
-        self.requested.set()
-
-    def restore(self) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def ignore_further(self) -> None:
-        """Ignore the signals from now on: Python puts back the default action (die by the signal)
-        of a signal whose handler is a Python function while the interpreter exits, but leaves an
-        ignored one ignored, so a late second Ctrl-C cannot turn a clean exit into 'killed'."""
-        for s in self.SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-
-
-def spin_until_stopped(node, stop: StopSignals, period_s: float = 0.1) -> None:
-    """Run the node's callbacks until a stop signal (or an external shutdown) arrives."""
-    executor = SingleThreadedExecutor(context=node.context)
-    executor.add_node(node)
-    try:
-        while not stop.requested.is_set() and node.context.ok():
-            executor.spin_once(timeout_sec=period_s)
-    finally:
-        executor.remove_node(node)
-        executor.shutdown(timeout_sec=1.0)
 
 
 def main(args=None) -> int:
