@@ -53,7 +53,13 @@ def _domain() -> int:
 
 
 def _start_node(dom: int) -> tuple[subprocess.Popen, list]:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(dom), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(dom),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     cmd = [sys.executable, "-m", "depth_defocus_ros.ros.node", "--ros-args", "-p", "model_path:=training-free"]
     # its own session: the process group a terminal would have, without this test in it
@@ -73,6 +79,23 @@ def _wait_ready(proc, lines, timeout=60.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("node did not start:\n" + "".join(lines)[-3000:])
+
+
+def _wait_or_dump(proc, lines, timeout: float) -> int:
+    """The node's exit status; a node still running after ``timeout`` s fails the test with every
+    thread's stack (faulthandler, enabled in the node by PYTHONFAULTHANDLER, dumps them on SIGABRT)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.5)  # the reader thread collects the dump
+        raise AssertionError(
+            f"node still running {timeout:g} s after the signals; its stacks:\n" + "".join(lines)[-8000:]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +126,7 @@ def test_shutdown_is_clean_whatever_the_signals(harness, pattern, camera):
             for delay, sig, target in PATTERNS[pattern]:
                 time.sleep(delay)
                 os.killpg(proc.pid, sig) if target == "group" else proc.send_signal(sig)
-            rc = proc.wait(timeout=30)
+            rc = _wait_or_dump(proc, lines, timeout=30.0)
         finally:
             stop_camera.set()
             if proc.poll() is None:
