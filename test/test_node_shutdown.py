@@ -95,7 +95,7 @@ def _wait_or_dump(proc, lines, timeout: float) -> int:
         time.sleep(0.5)  # the reader thread collects the dump
         raise AssertionError(
             f"node still running {timeout:g} s after the signals; its stacks:\n" + "".join(lines)[-8000:]
-        )
+        ) from None
 
 
 @pytest.fixture(scope="module")
