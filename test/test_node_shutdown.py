@@ -23,6 +23,7 @@ pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requ
 
 from depth_defocus_ros.ros.harness import RosHarness  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
+from depth_defocus_ros.ros.signals import StopSignals  # noqa: E402
 
 pytestmark = pytest.mark.slow  # each run starts a Python + torch process
 
@@ -140,3 +141,27 @@ def test_shutdown_is_clean_whatever_the_signals(harness, pattern, camera):
         # nothing left of the node's process group (no stray process)
         with pytest.raises(ProcessLookupError):
             os.killpg(proc.pid, 0)
+
+
+def test_stop_handler_cannot_block():
+    """A second signal's handler can run inside the first one (between any two bytecodes), so the
+    handler must take no lock: a ``threading.Event`` there once left the node hanging forever after
+    three quick SIGINTs. Checked by listing the C calls the handler makes."""
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "c_call":
+            calls.append(getattr(arg, "__qualname__", repr(arg)))
+
+    stop = StopSignals()
+    try:
+        sys.setprofile(profile)
+        for sig in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
+            stop._handle(sig, None)
+        sys.setprofile(None)
+    finally:
+        sys.setprofile(None)
+        stop.restore()
+    assert stop.requested and stop.count == 3
+    blocking = [c for c in calls if "acquire" in c or "__enter__" in c or "wait" in c]
+    assert not blocking, blocking
