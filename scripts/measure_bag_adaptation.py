@@ -39,8 +39,9 @@ import torch  # noqa: E402
 from depth_defocus_ros.bags.convert import ConvertOptions, convert_bags  # noqa: E402
 from depth_defocus_ros.bags.synth import scene_frames, write_synthetic_bag  # noqa: E402
 from depth_defocus_ros.cli import main as cli  # noqa: E402
-from depth_defocus_ros.evaluation.heldout import evaluate_model  # noqa: E402
-from depth_defocus_ros.model.checkpoint import build_model, load_checkpoint  # noqa: E402
+from depth_defocus_ros.estimate.estimator import Estimator  # noqa: E402
+from depth_defocus_ros.evaluation.heldout import evaluate_estimator  # noqa: E402
+from depth_defocus_ros.model.checkpoint import load_checkpoint  # noqa: E402
 from depth_defocus_ros.synth.scenes import (
     SceneConfig,  # noqa: E402
     render_shards,  # noqa: E402
@@ -100,8 +101,7 @@ def real_frames(n: int, seed: int) -> dict:
 
 
 def evaluate(ckpt_path: Path, data: Path, split=None) -> dict:
-    ck = load_checkpoint(ckpt_path)
-    res = evaluate_model(build_model(ck, ckpt_path), ck, data, "cpu", split=split, progress=False)
+    res = evaluate_estimator(Estimator.load(ckpt_path, device="cpu"), data, split=split, progress=False)
     o = res["overall"]
     return {k: round(o[k], 4) for k in ("abs_rel", "delta1", "coc_mae", "side_acc") if k in o} | {
         "images": res["images"]
