@@ -3,14 +3,22 @@
 Usage: python scripts/eval_table.py NAME=eval.json [NAME=eval.json ...]
 """
 
+import argparse
 import json
-import sys
 
 
-def main(argv):
+def _named_file(text: str) -> tuple:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=eval.json, got {text!r}")
+    return name, path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=_named_file, metavar="NAME=eval.json")
     rows = []
-    for arg in argv:
-        name, path = arg.split("=", 1)
+    for name, path in ap.parse_args(argv).runs:
         res = json.load(open(path))
         for set_name, r in res["sets"].items():
             o, c2 = r["overall"], r["coc_ge_2px"]
@@ -29,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

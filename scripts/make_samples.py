@@ -5,10 +5,10 @@ package's renderer at four lens settings, at the shipped width (741x500 px), wit
 A real photograph with measured depth, not training data (the benchmark is never trained on).
 Writes ``frame_NNN.png`` (focused sRGB), ``frame_NNN_depth.png`` (measured depth, uint16 mm, 0 =
 unknown) and ``camera.yaml`` (intrinsics, and the lens settings of each frame).
-Usage: python scripts/make_samples.py [OUT]
+Usage: python scripts/make_samples.py [OUT] (default data/samples)
 """
 
-import sys
+import argparse
 from pathlib import Path
 
 import cv2
@@ -53,4 +53,6 @@ def main(out="data/samples"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", default="data/samples", help="output folder (default data/samples)")
+    main(ap.parse_args().out)

@@ -2,11 +2,14 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from tiny_checkpoint import make_tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LENS_ARGS = ["--focus-distance", "1.2", "--f-number", "1.8", "--focal-length-mm", "35"]
 
@@ -101,3 +104,13 @@ def test_bad_checkpoints(files, tmp_path):
         assert "Traceback" not in r.stderr and word in r.stderr, (name, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert str(tmp_path / name) in r.stderr
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
+def test_every_script_imports_and_has_help(script):
+    """Every script still imports what it uses (a moved or removed module fails here, not on a user's
+    machine) and answers --help."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0 and "usage" in r.stdout.lower(), r.stdout[-1000:] + r.stderr[-2000:]
