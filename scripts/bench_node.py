@@ -190,7 +190,7 @@ def run_one(model: str, device: str, size: tuple, args, domain: int, logdir: Pat
 
 
 def main(argv=None) -> int:
-    from depth_defocus_ros.ros.node import STAGES
+    from depth_defocus_ros.ros.stats import STAGES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="checkpoint or 'training-free' (default: the shipped default)")

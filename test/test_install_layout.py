@@ -25,6 +25,8 @@ import pytest
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 pytest.importorskip("ament_index_python", reason="comes with the ROS 2 wheels")
 
+from ros_helpers import camera  # noqa: E402
+
 from depth_defocus_ros.ros.harness import RosHarness, stop_process  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
 
@@ -165,7 +167,7 @@ def test_installed_node_starts_from_lib_and_serves_a_camera(installed, tmp_path)
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     h = RosHarness(domain_id=dom)
     try:
-        cam = h.camera()
+        cam = camera(h)
         assert cam.wait_connected(timeout=60.0), (tmp_path / "node.log").read_text()[-3000:]
         rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
         out = None

@@ -21,6 +21,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 
+import ros_helpers  # noqa: E402
+
 from depth_defocus_ros.ros.harness import RosHarness  # noqa: E402
 from depth_defocus_ros.ros.pointcloud import Intrinsics  # noqa: E402
 from depth_defocus_ros.ros.signals import StopSignals  # noqa: E402
@@ -109,10 +111,11 @@ def harness():
 @pytest.mark.parametrize("camera", [False, True], ids=["idle", "camera_30hz"])
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
 def test_shutdown_is_clean_whatever_the_signals(harness, pattern, camera):
-    cam = harness.camera(name=f"cam_{pattern}_{int(camera)}") if camera else None
+    cam = ros_helpers.camera(harness, name=f"cam_{pattern}_{int(camera)}") if camera else None
     for rep in range(REPEAT):
         proc, lines = _start_node(_domain())
         stop_camera = threading.Event()
+        publisher = None
         try:
             _wait_ready(proc, lines)
             if cam is not None:
@@ -122,7 +125,8 @@ def test_shutdown_is_clean_whatever_the_signals(harness, pattern, camera):
                         cam.send(RGB, intr=INTR)
                         time.sleep(1 / 30)
 
-                threading.Thread(target=publish, daemon=True).start()
+                publisher = threading.Thread(target=publish, daemon=True)
+                publisher.start()
                 time.sleep(1.0)  # frames are flowing and being processed
             for delay, sig, target in PATTERNS[pattern]:
                 time.sleep(delay)
@@ -130,6 +134,8 @@ def test_shutdown_is_clean_whatever_the_signals(harness, pattern, camera):
             rc = _wait_or_dump(proc, lines, timeout=30.0)
         finally:
             stop_camera.set()
+            if publisher is not None:
+                publisher.join(timeout=5.0)  # before the next run or the harness's teardown
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers import PlaneEstimator, SlowEstimator, get_parameters, set_parameters  # noqa: E402
+from ros_helpers import PlaneEstimator, SlowEstimator, camera, get_parameters, set_parameters  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
@@ -60,7 +60,7 @@ def main(ros):
             parameter_overrides=overrides(ckpt, focus_side="front", max_relative_error=1000.0),
         )
     )
-    cam = h.camera("/t")
+    cam = camera(h, "/t")
     assert cam.wait_connected(topics=tuple(OUTPUT_TOPICS)), "DDS discovery between camera and node failed"
     return node, cam
 
@@ -331,7 +331,7 @@ def test_point_cloud_of_a_known_plane_lies_on_it(ros):
             parameter_overrides=[Parameter("diagnostics_period_s", value=0.2)],
         )
     )
-    cam = h.camera("/p")
+    cam = camera(h, "/p")
     assert cam.wait_connected()
     n = normal / np.linalg.norm(normal)
     for dec in (1, 3):
@@ -359,7 +359,7 @@ def test_latest_frame_wins_and_drops_are_counted(ros):
             parameter_overrides=[Parameter("diagnostics_period_s", value=0.2)],
         )
     )
-    cam = h.camera("/s")
+    cam = camera(h, "/s")
     assert cam.wait_connected()
     stamps = []
     for _ in range(8):
@@ -388,7 +388,7 @@ def test_compressed_transport_and_fx_fallback(ros):
             parameter_overrides=overrides(ckpt, image_transport="compressed", fx=400.0),
         )
     )
-    cam = h.camera("/c")
+    cam = camera(h, "/c")
     assert cam.wait_connected()
 
     def jpeg(data=None):

@@ -16,7 +16,7 @@ import yaml
 
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels (pip install -r requirements.txt)")
 
-from ros_helpers import get_parameters, list_parameters  # noqa: E402
+from ros_helpers import camera, get_parameters, list_parameters  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
@@ -72,7 +72,7 @@ def test_params_file_every_parameter_declared_and_applied_over_dds(tmp_path, tin
     proc, log = start_node(tmp_path, dom, "--params-file", str(CONFIG), "-p", f"model_path:={tiny}")
     h = RosHarness(domain_id=dom)
     try:
-        cam = h.camera()
+        cam = camera(h)
         assert cam.wait_connected(timeout=60.0), (tmp_path / "node.log").read_text()[-3000:]
         names = set(list_parameters(cam, NODE)) - STANDARD
         names = {n for n in names if not n.startswith("qos_overrides.")}
@@ -125,7 +125,7 @@ def test_every_yaml_value_is_applied(tmp_path, tiny):
     proc, log = start_node(tmp_path, dom, "--params-file", str(path))
     h = RosHarness(domain_id=dom)
     try:
-        cam = h.camera()
+        cam = camera(h)
         assert cam.wait_connected(timeout=60.0), (tmp_path / "node.log").read_text()[-3000:]
         assert get_parameters(cam, NODE, sorted(changed)) == changed
         msg = CompressedImage(format="jpeg")  # image_transport=compressed

@@ -10,5 +10,7 @@
 * :mod:`.convert`   the driver: workers, resume, manifest, report; :mod:`.args` its command line
 * :mod:`.synth`     write small bags from synthetic scenes (tests, examples, measurements)
 
-The dataset format is documented in ``DATASET.md``.
+The dataset format is documented in ``DATASET.md``. Imports optics, the helpers (argtypes,
+imagecodec, rosenv) and synth (render, scenes, shards), and the ``rosbags`` library; never rclpy
+(a training machine converts bags without ROS); only the CLI and ``launch/record.launch.py`` use it.
 """

@@ -8,5 +8,6 @@
 * :mod:`.metrics`, :mod:`.cocreading` depth metrics and the per-CoC-bin reading table: training
   validates with them, evaluation reports with them
 
-Imports every group above it (optics, synth, reading, model, estimate); nothing below it.
+Imports every group above it (optics and the helpers such as viz, synth, reading, model, estimate);
+nothing below it.
 """

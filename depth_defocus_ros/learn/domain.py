@@ -75,7 +75,8 @@ class DomainClassifier(nn.Module):
 
 
 class DomainAdaptNet(nn.Module):
-    """``net`` (a :class:`~.model.DepthDefocusNet`) and a domain classifier on its 1/32 features."""
+    """``net`` (a :class:`~depth_defocus_ros.model.network.DepthDefocusNet`) and a domain
+    classifier on its 1/32 features."""
 
     def __init__(self, net: nn.Module, hidden: int = 64):
         super().__init__()

@@ -1,6 +1,7 @@
 """Training patches for the blur reader: dead-leaves tiles at known CoC, rendered by our optics.
 
-The blur reader (:mod:`.reader`) reads the CoC locally, so it learns from small patches, cheaply.
+The blur reader (:mod:`~depth_defocus_ros.reading.reader`) reads the CoC locally, so it learns from
+small patches, cheaply.
 A tile is a dead-leaves image (occluding shapes of every size: the scale-invariant statistics of
 natural images) whose leaves are cut from scikit-image's photographs (never the benchmark's
 motorcycle: :mod:`.textures`) and procedural textures, or are flat. The leaves sit on 1-4 depth

@@ -1,7 +1,8 @@
 """Calibration of the reader's final sigma on whole synthetic scenes.
 
 The reader's per-level sigma is fitted on patches (a Laplace likelihood); after the levels are
-fused and spread over the image (:func:`.reader.read_defocus`) the stated sigma is a model of the
+fused and spread over the image (:func:`depth_defocus_ros.reading.reader.read_defocus`) the stated
+sigma is a model of the
 error, not a fit. One factor ``sigma_scale`` makes it one: over the valid pixels of synthetic
 scenes (:class:`.scenes.SceneGenerator`, seeded apart from the held-out sets), the Laplace
 likelihood of the true CoC is highest at ``sigma_scale = mean(sqrt(2) |error| / sigma)``.

@@ -1,6 +1,7 @@
 """Training the blur reader on patches (:mod:`.patches`): CPU, one GPU, or DDP under torchrun.
 
-``depth-defocus train-reader --data PATCHES --out RUN`` fits :class:`.reader.BlurReader` with the
+``depth-defocus train-reader --data PATCHES --out RUN`` fits
+:class:`depth_defocus_ros.reading.reader.BlurReader` with the
 Laplace likelihood of the true CoC (px at the patch's level) on the central pixels of each
 patch (the border lacks context). The last ``--val-shards`` shards are held out: every
 ``--val-every`` steps the run reports the validation MAE, the signed bias per true-CoC bin and the

@@ -1,7 +1,7 @@
 """Training the reader's stage 2 (:mod:`.refiner`) on whole synthetic scenes, the level CNN frozen.
 
 ``depth-defocus train-reader --init READER.pt --refine-data SCENES... --out RUN`` computes the
-reader's grid features (:func:`.reader.grid_features`) of every scene once (the level CNN does
+reader's grid features (:func:`depth_defocus_ros.reading.reader.grid_features`) of every scene once (the level CNN does
 not change), then fits the refiner with the Laplace likelihood of the true CoC averaged over each
 grid cell. The last tenth of the scenes validates; the best refiner (lowest validation NLL) goes
 into ``RUN/best.pt`` together with the frozen level CNN: one reader checkpoint. Scene folders are

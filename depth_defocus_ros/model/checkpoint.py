@@ -5,7 +5,7 @@ A checkpoint is a ``torch.save`` dict of tensors and plain Python values only, l
 
 * ``format`` ("depth_defocus_ros.checkpoint"), ``format_version`` (int)
 * ``kind``: ``"network"`` (the multi-task network) or ``"reader"`` (the blur reader alone,
-  :mod:`.reader`); version 2 files are networks
+  :mod:`~depth_defocus_ros.reading.reader`); version 2 files are networks
 * network: ``model_config``: :class:`~.network.ModelConfig` as a dict (the model is rebuilt from
   it); ``state_dict``: the network weights (it holds the sRGB input normalisation too)
 * reader: ``reader_config``: :class:`~.reader.ReaderConfig` as a dict; ``reader_state``: its

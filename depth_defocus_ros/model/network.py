@@ -4,7 +4,8 @@ training-free defocus estimate (physics first, DESIGN.md).
 * Inputs: the sRGB image and the first stage's reading of the blur: the features of
   :func:`.reblur.estimate_defocus` (the training-free CoC, its confidence, and contrast-free
   multi-scale gradient ratios) or, when ``ModelConfig.reader`` is set, the learned blur reader's
-  (:mod:`.reader`: CoC, confidence, sigma; its weights are trained on patches and frozen here).
+  (:mod:`~depth_defocus_ros.reading.reader`: CoC, confidence, sigma; its weights are trained on
+  patches and frozen here).
   The encoder and the defocus decoder never see the lens: the CoC in pixels is a property of the
   image.
 * Defocus decoder: a correction to the training-free CoC (px) and its log standard deviation;

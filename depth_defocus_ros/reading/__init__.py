@@ -5,5 +5,6 @@
 * :mod:`.reader`    the learned reader: a small CNN on an image pyramid, level fusion, spread
 * :mod:`.refiner`   the reader's stage 2 on a quarter-resolution grid
 
-Imports :mod:`depth_defocus_ros.optics` and :mod:`depth_defocus_ros.synth` (the renderer's disc).
+Imports :mod:`depth_defocus_ros.synth.render` (the renderer's disc and sRGB -> linear, so the
+training-free fit blurs exactly as the data was rendered); optics is allowed, not needed.
 """

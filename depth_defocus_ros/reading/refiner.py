@@ -1,13 +1,14 @@
 """Stage 2 of the blur reader: the final CoC and a fitted sigma from the evidence on the grid.
 
-The pyramid reader (:mod:`.reader`) states per pixel what the texture around it says, and how
+The pyramid reader (:mod:`~depth_defocus_ros.reading.reader`) states per pixel what the texture around it says, and how
 sure it is. Where the texture is smooth it cannot say much, and the answer has to come from the
 readings around it: near ones (the same surface) or far ones bounded by image edges. How to weigh
 them is learned here, on whole synthetic scenes with exact CoC (``depth-defocus train-reader
 --refine-data``), with a Laplace likelihood, so that the final sigma is fitted too.
 
 Inputs (:data:`N_FEATURES` channels on the reader's grid, a quarter of the input resolution; see
-:func:`.reader.grid_features`): every level's CoC and log sigma, the fused reading, its edge-aware
+:func:`depth_defocus_ros.reading.reader.grid_features`): every level's CoC and log sigma, the fused
+reading, its edge-aware
 neighbourhood at two reaches (mean, spread, support), and the local contrast and brightness of the
 image. Output: CoC (px) and sigma (px). A small CNN: it sees about 70 px of the input around each
 pixel. It does not invent a CoC: it chooses, per pixel, a blend of two readings (the pixel's own

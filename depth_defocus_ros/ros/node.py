@@ -16,7 +16,7 @@ that arrives while the model is busy replaces the one waiting, and counts as dro
 decodes, checks, runs the estimator and publishes with the input header. Bad input is logged
 (rate-limited per kind), counted in diagnostics and skipped.
 
-The node's parts: :mod:`.slot` (the latest-frame-wins mailbox), :mod:`.camera` (CameraInfo per
+The node's parts: :mod:`.slot` (the latest-frame-wins mailbox), :mod:`~depth_defocus_ros.ros.camera` (CameraInfo per
 frame size and frame_id, the camera's frame_id), :mod:`.outputs` (one frame's messages),
 :mod:`.stats` and :mod:`.diagnostics` (what ``/diagnostics`` reports), :mod:`.signals` (stopping).
 """

@@ -13,7 +13,7 @@ photographs, given lens settings drawn like real use (autofocus on a subject, fo
 hyperfocal distance, close focus, or random), blurred with the occlusion-aware renderer in
 linear light, then degraded with sensor noise, 8-bit quantisation and optional JPEG.
 
-The geometry of a scene is :mod:`.layout`'s, its sensor and lens settings :mod:`.camera`'s; this
+The geometry of a scene is :mod:`.layout`'s, its sensor and lens settings :mod:`~depth_defocus_ros.synth.camera`'s; this
 module holds the configuration (:class:`SceneConfig`, its command-line options), composes them
 into samples (:class:`SceneGenerator`, all draws from one seeded generator in a fixed order, so a
 seed always renders the same scenes) and writes datasets of them as shards (:func:`render_shards`).
