@@ -35,6 +35,8 @@ class Evil:
         return (print, ("code ran from a checkpoint",))
 
 
+# torch warns about the foreign file's pickle protocol before refusing it: expected here
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_foreign_files_and_code_are_refused(tmp_path, capsys):
     p = tmp_path / "evil.pt"
     with open(p, "wb") as fh:
