@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..reading.reblur import luminance, noise_sigma
+from ..synth.camera import Rand
 from ..synth.render import PSFShape, render_defocus, sensor_degrade, srgb_to_linear
 from ..synth.shards import write_json_atomic, write_shard
 from ..synth.textures import load_photo_textures, procedural_texture
@@ -75,23 +76,7 @@ class PatchConfig:
         return asdict(self)
 
 
-class _Draw:
-    """Uniform, log-uniform and integer draws from one generator."""
-
-    def __init__(self, gen: torch.Generator):
-        self.gen = gen
-
-    def u(self, lo: float = 0.0, hi: float = 1.0) -> float:
-        return lo + (hi - lo) * float(torch.rand((), generator=self.gen))
-
-    def logu(self, lo: float, hi: float) -> float:
-        return math.exp(self.u(math.log(lo), math.log(hi)))
-
-    def i(self, lo: int, hi: int) -> int:  # inclusive
-        return int(torch.randint(lo, hi + 1, (1,), generator=self.gen))
-
-
-def _leaf_alpha(size: int, r: _Draw, radius: float) -> torch.Tensor:
+def _leaf_alpha(size: int, r: Rand, radius: float) -> torch.Tensor:
     """(size, size) anti-aliased coverage of one random ellipse or rotated rectangle."""
     yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     cx, cy, ang = r.u(-0.1, 1.1) * size, r.u(-0.1, 1.1) * size, r.u(0, math.pi)
@@ -112,23 +97,23 @@ class TileMaker:
         self.cfg = config or PatchConfig()
         self.photos = load_photo_textures() if photos is None else photos
 
-    def _texture(self, size: int, r: _Draw) -> torch.Tensor:
+    def _texture(self, size: int, r: Rand) -> torch.Tensor:
         """(3, size, size) sRGB: a photo reduced by 1.5-4x (area: sharper than the photo, never
         magnified) or a procedural texture drawn at twice the size and reduced, cut to ``size``
         (mirror-tiled where the reduced photo is smaller)."""
         if self.photos and r.u() < self.cfg.photo_share:
-            img = self.photos[r.i(0, len(self.photos) - 1)]
+            img = self.photos[r.inclusive(0, len(self.photos) - 1)]
             scale = r.u(*self.cfg.photo_downscale)
             h, w = (max(8, int(v / scale)) for v in img.shape[1:])
             tex = _mirror_to(F.interpolate(img[None], size=(h, w), mode="area")[0], size)
-            y0, x0 = r.i(0, tex.shape[1] - size), r.i(0, tex.shape[2] - size)
+            y0, x0 = r.inclusive(0, tex.shape[1] - size), r.inclusive(0, tex.shape[2] - size)
             tex = tex[:, y0 : y0 + size, x0 : x0 + size]
         else:
             tex = F.avg_pool2d(procedural_texture(2 * size, r.gen)[None], 2)[0]
         contrast = r.u(0.3, 1.0)
         return (tex.mean() + contrast * (tex - tex.mean())).clamp(0, 1)
 
-    def _coc_levels(self, r: _Draw, n: int) -> list:
+    def _coc_levels(self, r: Rand, n: int) -> list:
         """Signed CoC (px, at the reader's level) of n layers, back to front (descending)."""
         c = self.cfg
         base = r.u(0, c.small_max_px) if r.u() < c.small_share else r.logu(c.small_max_px, c.max_coc_px)
@@ -142,16 +127,16 @@ class TileMaker:
             signed = [m * (1 if r.u() < 0.5 else -1) for m in mags]
         return sorted(signed, reverse=True)
 
-    def _psf(self, r: _Draw) -> PSFShape | None:
+    def _psf(self, r: Rand) -> PSFShape | None:
         if r.u() >= self.cfg.psf_share:
             return None
         return PSFShape(rim=r.u(-0.4, 0.8), soft=r.u(0.0, 1.5) if r.u() < 0.5 else 0.0, aspect=r.u(0.92, 1.08))
 
-    def scene(self, r: _Draw, size: int, scale: float):
+    def scene(self, r: Rand, size: int, scale: float):
         """All-in-focus linear image (3, size, size) and signed CoC (1, size, size) in px at level
         0 (``scale`` = 2 ** level times the CoC at the reader's level)."""
         c = self.cfg
-        n_layers = r.i(*c.layers)
+        n_layers = r.inclusive(*c.layers)
         s_layers = [s * scale for s in self._coc_levels(r, n_layers)]
         s_bg = max(s_layers) + abs(r.u(0, 2.0) * scale)
         img = srgb_to_linear(self._texture(size, r))
@@ -162,7 +147,7 @@ class TileMaker:
             ramp = (math.cos(ang) * g[None, :] + math.sin(ang) * g[:, None]).clamp_min(0)
             s_map = s_map + r.u(0, 6.0) * scale * ramp[None]
         textures = [srgb_to_linear(self._texture(size, r)) for _ in range(n_layers)]
-        n_leaves = r.i(*c.leaves)
+        n_leaves = r.inclusive(*c.leaves)
         for k in range(n_leaves):
             layer = min(n_layers - 1, k * n_layers // n_leaves)  # back to front
             alpha = _leaf_alpha(size, r, r.logu(2.0, 0.35 * size))[None]
@@ -177,7 +162,7 @@ class TileMaker:
     def tile(self, gen: torch.Generator):
         """One tile at the reader's level: luminance (h, w), CoC (h, w) px, noise std, level."""
         c = self.cfg
-        r = _Draw(gen)
+        r = Rand(gen)
         level = 1 if r.u() < c.level1_share else 0
         scale = 2.0**level
         size = c.tile * (1 + level)
@@ -194,12 +179,12 @@ class TileMaker:
             y, coc = F.avg_pool2d(y, 2), F.avg_pool2d(coc[None], 2)[0] / scale
         return y[0, 0], coc[0], float(noise_sigma(y)[0]), level
 
-    def _sensor(self, lin: torch.Tensor, r: _Draw) -> torch.Tensor:
+    def _sensor(self, lin: torch.Tensor, r: Rand) -> torch.Tensor:
         c = self.cfg
         shot = read = 0.0
         if r.u() < c.noise_share:
             shot, read = r.logu(*c.noise_shot_range), r.logu(*c.noise_read_range)
-        quality = r.i(*c.jpeg_quality) if r.u() < c.jpeg_share else None
+        quality = r.inclusive(*c.jpeg_quality) if r.u() < c.jpeg_share else None
         gain = r.logu(0.5, 1.5)  # exposure
         return sensor_degrade((lin * gain).clamp(0, 1), r.gen, shot, read, quality, demosaic=r.u() < c.demosaic_share)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from ..model.network import DepthDefocusNet, ModelConfig
 from ..optics import depth_on_side
 from ..synth.scenes import SceneConfig, SceneGenerator, scene_config_from_args
 from .datasets import SceneStream, ShardDataset
+from .distributed import dist_info, dump_rank_weights
 from .losses import LossWeights, multitask_loss
 from .metrics import MetricAccumulator
 from .train_args import args_dict, ints, resolve_architecture
@@ -45,19 +45,12 @@ from .train_args import args_dict, ints, resolve_architecture
 __all__ = ["run_training", "Trainer"]
 
 
-def _dist_info():
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return world, rank, local
-
-
 class Trainer:
     """One training run; methods named after the stages of a step (monodepth2 style)."""
 
     def __init__(self, args):
         self.args = args
-        self.world, self.rank, local = _dist_info()
+        self.world, self.rank, local = dist_info()
         dev = select_device(args.device)
         self.device = torch.device(f"cuda:{local}") if dev.type == "cuda" and dev.index is None else dev
         if self.world > 1 and not dist.is_initialized():
@@ -324,7 +317,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(a.seed + self.step)
         t0 = time.time()
         bar = tqdm(total=a.steps, initial=self.step, desc="train", disable=not self.is_main, unit="step")
-        self._dump_rank_weights("_init")
+        dump_rank_weights(self.model, self.rank, "_init")
         running = {}
         while self.step < a.steps:
             batch = self._to_device(self._next_batch(srcs, its, gen))
@@ -347,14 +340,8 @@ class Trainer:
         bar.close()
         if self.world > 1:
             dist.barrier()
-        self._dump_rank_weights("")
+        dump_rank_weights(self.model, self.rank, "")
         return self.step
-
-    def _dump_rank_weights(self, tag: str) -> None:
-        """For tests of DDP: every rank writes its weights to $DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS."""
-        folder = os.environ.get("DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS")
-        if folder:
-            torch.save(self.model.state_dict(), Path(folder) / f"rank{self.rank}{tag}.pt")
 
     def _validate_and_save(self):
         if not self.is_main:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from ..estimate.estimator import DEFAULT_LONG_SIDE, select_device
 from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 from ..reading.reader import BlurReader, ReaderConfig, laplace_nll
 from .cocreading import CocReading
+from .distributed import dist_info, dump_rank_weights
 from .patches import load_patches, patch_shard_paths
 from .train_args import args_dict
 
@@ -95,9 +95,7 @@ class ReaderTrainer:
 
     def __init__(self, args):
         self.args = args
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.world, self.rank, local = dist_info()
         dev = select_device(args.device)
         self.device = torch.device(f"cuda:{local}") if dev.type == "cuda" and dev.index is None else dev
         if self.world > 1 and not dist.is_initialized():
@@ -274,7 +272,7 @@ class ReaderTrainer:
         gen = torch.Generator().manual_seed(a.seed * 7919 + self.step * 31 + self.rank)  # resumable
         t0, running = time.time(), 0.0
         bar = tqdm(total=a.steps, initial=self.step, desc="train-reader", disable=not self.is_main, unit="step")
-        self._dump_rank_weights("_init")
+        dump_rank_weights(self.reader, self.rank, "_init")
         while self.step < a.steps:
             running += self.train_step(gen)
             self.step += 1
@@ -293,14 +291,8 @@ class ReaderTrainer:
         bar.close()
         if self.world > 1:
             dist.barrier()
-        self._dump_rank_weights("")
+        dump_rank_weights(self.reader, self.rank, "")
         return self.step
-
-    def _dump_rank_weights(self, tag: str) -> None:
-        """For tests of DDP: every rank writes its weights to $DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS."""
-        folder = os.environ.get("DEPTH_DEFOCUS_DUMP_RANK_WEIGHTS")
-        if folder:
-            torch.save(self.reader.state_dict(), Path(folder) / f"rank{self.rank}{tag}.pt")
 
 
 def _tensors(p: dict) -> tuple:

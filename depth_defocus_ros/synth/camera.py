@@ -1,6 +1,6 @@
 """Sampling the lens and sensor of a scene, the way real cameras are built and used.
 
-* :class:`_Rand`: scalar draws from the one ``torch.Generator`` of a scene stream (shared with
+* :class:`Rand`: scalar draws from the one ``torch.Generator`` of a scene stream (shared with
   :mod:`.layout`, so every draw of a scene comes from one reproducible source).
 * :class:`CameraSampler`: sensor width (mm) from common formats, focal length (m) within a
   realistic field of view, ``fx`` (px at the render width, as for a crop of a larger photo),
@@ -21,13 +21,13 @@ from ..optics import Lens, coc_at_infinity_px, signed_defocus_px
 if TYPE_CHECKING:
     from .scenes import SceneConfig
 
-__all__ = ["CameraSampler"]
+__all__ = ["CameraSampler", "Rand"]
 
 # sensor widths (mm): 1/2.3", 1/1.7", 1", 4/3, APS-C, full frame
 _SENSOR_WIDTHS_MM = (6.17, 7.6, 13.2, 17.3, 23.5, 36.0)
 
 
-class _Rand:
+class Rand:
     """Scalar draws from one torch.Generator (the only source of randomness: reproducible)."""
 
     def __init__(self, gen: torch.Generator):
@@ -42,6 +42,10 @@ class _Rand:
     def i(self, lo: int, hi: int) -> int:  # inclusive lo, exclusive hi
         return int(torch.randint(lo, hi, (1,), generator=self.gen))
 
+    def inclusive(self, lo: int, hi: int) -> int:
+        """An integer in [lo, hi], both ends included (the same draw as ``i(lo, hi + 1)``)."""
+        return self.i(lo, hi + 1)
+
     def choice(self, weights) -> int:
         w = torch.tensor(weights, dtype=torch.float64)
         return int(torch.multinomial(w, 1, generator=self.gen))
@@ -50,7 +54,7 @@ class _Rand:
 class CameraSampler:
     """Draws the camera (sensor, focal length, fx) and the lens settings of one scene after another."""
 
-    def __init__(self, r: _Rand, cfg: SceneConfig):
+    def __init__(self, r: Rand, cfg: SceneConfig):
         self.r = r
         self.cfg = cfg
 

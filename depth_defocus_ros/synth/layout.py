@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from .camera import _Rand
+    from .camera import Rand
     from .scenes import SceneConfig
     from .textures import TextureBank
 
@@ -75,7 +75,7 @@ def _shade(tex_rgb: torch.Tensor, normal: torch.Tensor | None, light: torch.Tens
     return tex_rgb * (0.45 + 0.55 * lam)[None]
 
 
-def _shape_mask(r: _Rand, xr: torch.Tensor, yr: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+def _shape_mask(r: Rand, xr: torch.Tensor, yr: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     """A random ellipse, rectangle or blob of half-sizes ``sx``, ``sy`` in rotated coordinates."""
     shape = r.i(0, 3)
     if shape == 0:  # ellipse
@@ -95,7 +95,7 @@ class SceneLayout:
     (3, H, W) in [0, 1] and the depths (m) of the subjects a camera might focus on.
     """
 
-    def __init__(self, r: _Rand, cfg: SceneConfig, textures: TextureBank):
+    def __init__(self, r: Rand, cfg: SceneConfig, textures: TextureBank):
         self.r = r
         self.gen = r.gen
         self.cfg = cfg

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from ..optics import signed_defocus_px
-from .camera import CameraSampler, _Rand
+from .camera import CameraSampler, Rand
 from .layout import SceneLayout
 from .render import render_defocus, render_defocus_gather, sensor_degrade, srgb_to_linear
 from .textures import TextureBank
@@ -157,7 +157,7 @@ class SceneGenerator:
     def __init__(self, config: SceneConfig | None = None, seed: int = 0, device: str = "cpu"):
         self.cfg = config or SceneConfig()
         self.gen = torch.Generator().manual_seed(int(seed))
-        self.r = _Rand(self.gen)
+        self.r = Rand(self.gen)
         self.device = torch.device(device)
         self.textures = TextureBank(
             self.cfg.texture_size,
