@@ -4,7 +4,7 @@
 * :mod:`.losses`       the multi-task losses; :mod:`.domain` adversarial domain adaptation
 * :mod:`.train`        the multi-task network's training (``train_args`` its command line)
 * :mod:`.train_reader` the blur reader's training; :mod:`.train_refiner` its stage 2;
-  :mod:`.readercal` the sigma calibration
+  :mod:`.readercal` the sigma calibration; :mod:`.distributed` torchrun's ranks for both loops
 * :mod:`.metrics`, :mod:`.cocreading` depth metrics and the per-CoC-bin reading table: training
   validates with them, evaluation reports with them
 
