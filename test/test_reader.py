@@ -17,6 +17,7 @@ from depth_defocus_ros.model.checkpoint import CheckpointError, build_model, loa
 from depth_defocus_ros.reading.reader import (
     BlurReader,
     ReaderConfig,
+    box_mean,
     fuse_levels,
     laplace_nll,
     read_defocus,
@@ -85,6 +86,15 @@ def test_pyramid_levels_fusion_and_full_resolution_outputs():
     est = read_defocus(reader, torch.rand(2, 3, 61, 90))
     assert est.coc.shape == est.sigma.shape == est.confidence.shape == (2, 1, 61, 90)
     assert (est.sigma > 0).all() and (est.confidence >= 0).all() and (est.confidence <= 1).all()
+
+
+def test_box_mean_is_the_border_clipped_window_mean():
+    y = torch.rand(2, 1, 37, 50)
+    for k in (3, 15):
+        ref = torch.nn.functional.avg_pool2d(y, k, 1, k // 2, count_include_pad=False)
+        assert torch.allclose(box_mean(y, k), ref, atol=1e-5)
+    # a corner pixel's window holds the 8 x 8 pixels from the corner (k = 15)
+    assert abs(float(box_mean(y, 15)[0, 0, 0, 0]) - float(y[0, 0, :8, :8].mean())) < 1e-5
 
 
 def test_laplace_nll_is_lowest_at_the_truth_with_the_right_sigma():

@@ -39,7 +39,7 @@ from .propagate import propagate
 from .reblur import DefocusEstimate, luminance, noise_sigma
 from .refiner import MAX_LEVELS, Refiner
 
-__all__ = ["ReaderConfig", "BlurReader", "read_levels", "fuse_levels", "grid_features", "read_defocus", "laplace_nll"]
+__all__ = ["ReaderConfig", "BlurReader", "box_mean", "read_levels", "fuse_levels", "grid_features", "read_defocus", "laplace_nll"]
 
 
 @dataclass
@@ -81,24 +81,44 @@ class BlurReader(nn.Module):
         self.blocks = nn.ModuleList(nn.Conv2d(ch, ch, 3, padding=d, dilation=d) for d in cfg.dilations)
         self.head = nn.Sequential(nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.Conv2d(ch, 2, 1))
         self.refiner = Refiner(cfg.refine_channels) if cfg.refine_channels else None
+        # NHWC: the narrow convolutions run about twice as fast on CPU (oneDNN) and suit tensor cores
+        self.to(memory_format=torch.channels_last)
 
     def inputs(self, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """(B, 5, H/2, W/2): space-to-depth of ``y / local mean - 1`` and the relative noise."""
-        k = self.config.norm_window
-        mean = F.avg_pool2d(y, k, 1, k // 2, count_include_pad=False) + 0.01
+        mean = box_mean(y, self.config.norm_window) + 0.01
         z = (y / mean - 1.0).clamp(-1.0, 5.0)
         rel_noise = (10.0 * noise.view(-1, 1, 1, 1) / mean).clamp(0.0, 3.0)
         return torch.cat([F.pixel_unshuffle(z, 2), F.avg_pool2d(rel_noise, 2)], 1)
 
     def forward(self, y: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.stem(self.inputs(y, noise)))
+        x = F.relu(self.stem(self.inputs(y, noise).contiguous(memory_format=torch.channels_last)))
         for conv in self.blocks:
             x = x + F.relu(conv(x))
-        o = self.head(x)
+        o = self.head(x).contiguous()
         cfg = self.config
         coc = F.softplus(o[:, :1]) * cfg.coc_unit
         sigma = cfg.sigma_floor + F.softplus(o[:, 1:2]) * (cfg.coc_unit / 4)
         return coc, sigma
+
+
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a k x k window (k odd) of (B, C, H, W), the window clipped at the borders: what
+    ``avg_pool2d(x, k, 1, k // 2, count_include_pad=False)`` gives (to float32 rounding of running
+    sums, about 1e-5 of the values), in O(1) per pixel from running sums along each axis (the
+    pooling took a third of the reader's time at 640x480)."""
+    return _box_mean_1d(_box_mean_1d(x, k, -2), k, -1)
+
+
+def _box_mean_1d(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    n, r = x.shape[dim], k // 2
+    c = torch.cumsum(x, dim)
+    c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim)  # c[i] = sum of x[:i]
+    idx = torch.arange(n, device=x.device)
+    hi, lo = (idx + r + 1).clamp(max=n), (idx - r).clamp(min=0)
+    shape = [1] * x.dim()
+    shape[dim] = n
+    return (c.index_select(dim, hi) - c.index_select(dim, lo)) / (hi - lo).to(x.dtype).view(shape)
 
 
 def laplace_nll(coc: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

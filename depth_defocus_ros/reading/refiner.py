@@ -38,12 +38,13 @@ class Refiner(nn.Module):
         self.stem = nn.Conv2d(N_FEATURES, channels, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in (1, 2, 4, 1))
         self.head = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 2, 1))
+        self.to(memory_format=torch.channels_last)  # as the level CNN (reader.py)
 
     def forward(self, features: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.stem(features))
+        x = F.relu(self.stem(features.contiguous(memory_format=torch.channels_last)))
         for conv in self.blocks:
             x = x + F.relu(conv(x))
-        o = self.head(x)
+        o = self.head(x).contiguous()
         a = torch.sigmoid(o[:, :1])  # share of the near reading
         coc = a * candidates[:, :1] + (1 - a) * candidates[:, 1:2]
         return coc, 0.05 + F.softplus(o[:, 1:2]) * (self.coc_unit / 4)
