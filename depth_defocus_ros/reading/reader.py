@@ -39,7 +39,16 @@ from .propagate import propagate
 from .reblur import DefocusEstimate, luminance, noise_sigma
 from .refiner import MAX_LEVELS, Refiner
 
-__all__ = ["ReaderConfig", "BlurReader", "box_mean", "read_levels", "fuse_levels", "grid_features", "read_defocus", "laplace_nll"]
+__all__ = [
+    "ReaderConfig",
+    "BlurReader",
+    "box_mean",
+    "read_levels",
+    "fuse_levels",
+    "grid_features",
+    "read_defocus",
+    "laplace_nll",
+]
 
 
 @dataclass
