@@ -68,6 +68,11 @@ def test_evaluate_and_report_on_a_few_cases(tmp_path):
     assert 0 <= tf["coverage"] <= 1 and tf["coc_mae"] < nb["coc_mae"]
     text = format_real_report(res, TRAINING_FREE)
     assert "constant depth (true median)" in text and "Spearman" in text
+    rk = res["ranking"][TRAINING_FREE]
+    by = rk["by_side"]
+    assert by["right"]["pixels"] + by["wrong"]["pixels"] == rk["pixels"]
+    assert rk["side_right_share"] == pytest.approx(by["right"]["pixels"] / rk["pixels"])
+    assert "side right" in text and "mean stated" in text
     last = text.splitlines()[-1]
     assert re.fullmatch(r"motorcycle: coc_mae=\S+ absrel=\S+ delta1=\S+ coverage=\S+ side=\S+", last), last
     assert math.isfinite(float(last.split("coc_mae=")[1].split()[0]))

@@ -112,7 +112,7 @@ class _RealRun:
         self.rng = np.random.default_rng(0)
         self.per_case = {name: [] for name in answers}
         self.front = {name: [] for name in names}
-        self.pooled = {name: ([], []) for name in names}
+        self.pooled = {name: ([], [], []) for name in names}  # relative uncertainty, error, side right
         self.reading = {name: {"all": CocReading(), "edge": CocReading()} for name in answers}
         self.kept = {name: {"auto": KeptRate(), "front_on_beyond": KeptRate()} for name in names}
 
@@ -141,6 +141,7 @@ class _RealRun:
             take = self.rng.choice(np.flatnonzero(ok), size=min(self.n_rank, int(ok.sum())), replace=False)
             self.pooled[name][0].append(p.relative_error.flat[take])
             self.pooled[name][1].append(np.abs(p.depth.flat[take] - gt_d.flat[take]) / gt_d.flat[take])
+            self.pooled[name][2].append((p.depth.flat[take] > d_f) == (gt_d.flat[take] > d_f))
         if case.focus == "beyond":
             pf = est.predict(r["image"], lens, fx, focus_side="front", max_relative_error=math.inf)
             self.kept[name]["front_on_beyond"].update(pf.depth, pf.relative_error, gt_d)
@@ -160,10 +161,10 @@ class _RealRun:
 
     def ranking(self) -> dict:
         out = {}
-        for name, (u, e) in self.pooled.items():
+        for name, (u, e, right) in self.pooled.items():
             if not u:
                 continue
-            u, e = np.concatenate(u), np.concatenate(e)
+            u, e, right = np.concatenate(u), np.concatenate(e), np.concatenate(right)
             order = np.argsort(u, kind="stable")
             half = len(order) // 2
             out[name] = {
@@ -172,6 +173,8 @@ class _RealRun:
                 "abs_rel_uncertain_half": float(e[order[half:]].mean()),
                 "pixels": int(len(u)),
                 "sparsification": _sparsification(u, e),
+                "side_right_share": float(right.mean()),
+                "by_side": {k: _stated_vs_actual(u[m], e[m]) for k, m in (("right", right), ("wrong", ~right))},
             }
         return out
 
@@ -214,6 +217,13 @@ def evaluate_real(
     if readings is not None:
         readings.update(run.reading)
     return run.result()
+
+
+def _stated_vs_actual(u: np.ndarray, e: np.ndarray) -> dict:
+    """Spearman, mean stated relative uncertainty and mean relative error of a pixel subset."""
+    if len(u) < 2:
+        return {"spearman": math.nan, "stated": math.nan, "actual": math.nan, "pixels": int(len(u))}
+    return {"spearman": spearman(u, e), "stated": float(u.mean()), "actual": float(e.mean()), "pixels": int(len(u))}
 
 
 def _sparsification(u: np.ndarray, e: np.ndarray, steps: int = 20) -> dict:
@@ -264,6 +274,12 @@ def format_real_report(res: dict, default: str) -> str:
             f"  {name:30s} Spearman {m['spearman']:.3f}  AbsRel certain half {m['abs_rel_certain_half']:.4f}"
             f"  uncertain half {m['abs_rel_uncertain_half']:.4f}"
         )
+        for side, b in m["by_side"].items():
+            share = m["side_right_share"] if side == "right" else 1.0 - m["side_right_share"]
+            lines.append(
+                f"  {'':30s}   side {side:5s} ({100 * share:4.1f} % of pixels): Spearman {num(b['spearman'], '.3f')}"
+                f"  mean stated {num(b['stated'], '.3f')}  mean actual {num(b['actual'], '.3f')}"
+            )
     lines.append("== does the validity keep its promise? (kept: share of the pixels published at E whose error <= E)")
     for name, sets in res["kept"].items():
         for subset, per_e in sets.items():
