@@ -142,3 +142,16 @@ def test_reader_sigma_covers_its_error_on_held_out_patches(reader_estimator):
     within1, within2 = float((r <= 1).float().mean()), float((r <= 2).float().mean())
     print(f"held-out patches: {within1:.3f} within one sigma, {within2:.3f} within two")
     assert 0.68 <= within1 <= 0.84 and 0.89 <= within2 <= 0.98
+
+
+def test_kept_candidates_load_and_are_described():
+    """Every checkpoint in models/candidates/ loads as an estimator and has its numbers in the
+    folder's README (the rule for unshipped candidates)."""
+    folder = ROOT / "models" / "candidates"
+    paths = sorted(folder.glob("*.pt"))
+    assert sum(p.stat().st_size for p in paths) <= 10 * 2**20
+    text = (folder / "README.md").read_text() if paths else ""
+    for path in paths:
+        est = Estimator.load(str(path), device="cpu")
+        assert est.reader is not None, path
+        assert f"`{path.name}`" in text, f"{path.name} is not described in models/candidates/README.md"
