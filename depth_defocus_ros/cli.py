@@ -140,7 +140,8 @@ def cmd_train_reader(args) -> int:
 def cmd_render_patches(args) -> int:
     from .learn.patches import PatchConfig, render_patch_shards
 
-    render_patch_shards(args.out, args.shards, args.tiles_per_shard, args.seed, PatchConfig(), args.workers)
+    config = PatchConfig(small_share=args.small_share, small_max_px=args.small_max_px)
+    render_patch_shards(args.out, args.shards, args.tiles_per_shard, args.seed, config, args.workers)
     return 0
 
 
@@ -218,7 +219,22 @@ def _add_render_patches_parser(sub) -> None:
     rp.add_argument("--tiles-per-shard", type=int, default=100)
     rp.add_argument("--seed", type=int, default=1)
     rp.add_argument("--workers", type=int, default=1, help="processes")
+    d = _patch_defaults()
+    rp.add_argument(
+        "--small-share",
+        type=float,
+        default=d.small_share,
+        help="share of tiles whose typical CoC (px at the reader's level) is uniform in [0, --small-max-px]; "
+        "the rest are log-uniform up to the largest CoC (the CoC prior the reader learns)",
+    )
+    rp.add_argument("--small-max-px", type=float, default=d.small_max_px)
     rp.set_defaults(func=cmd_render_patches)
+
+
+def _patch_defaults():
+    from .learn.patches import PatchConfig
+
+    return PatchConfig()
 
 
 def _add_eval_parser(sub) -> None:

@@ -214,3 +214,21 @@ def test_network_on_a_frozen_reader_first_stage(tmp_path):
     rgb = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
     pred = est.predict(rgb, {"focal_length_m": 0.05, "f_number": 2.0, "focus_distance_m": 2.0}, fx=60.0)
     assert est.kind == "network" and pred.defocus.shape == (64, 64)
+
+
+def test_render_patches_cli_sets_the_coc_prior(tmp_path):
+    """``render-patches --small-share/--small-max-px`` reach the tiles and the manifest; the
+    defaults are PatchConfig's (one source of truth)."""
+    from depth_defocus_ros.cli import main
+
+    out = tmp_path / "p"
+    args = ["render-patches", "--out", str(out), "--shards", "1", "--tiles-per-shard", "3", "--seed", "5"]
+    assert main([*args, "--small-share", "1.0", "--small-max-px", "1.0"]) == 0
+    cfg = json.loads((out / "manifest.json").read_text())["config"]
+    assert cfg["small_share"] == 1.0 and cfg["small_max_px"] == 1.0
+    # every tile's typical CoC is at most 1 px (a lognormal spread of 0.5 around it): the
+    # patches' median CoC stays small
+    assert float(np.median(load_patches(out)["coc"].astype(np.float32))) < 2.0
+    assert main([*args[:2], str(tmp_path / "d"), *args[3:]]) == 0
+    d = json.loads((tmp_path / "d" / "manifest.json").read_text())["config"]
+    assert (d["small_share"], d["small_max_px"]) == (PatchConfig().small_share, PatchConfig().small_max_px)
