@@ -31,13 +31,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..estimate.estimator import select_device
 from ..model.checkpoint import build_model, build_reader, load_checkpoint, save_checkpoint
 from ..model.network import DepthDefocusNet, ModelConfig
 from ..optics import depth_on_side
 from ..synth.scenes import SceneConfig, SceneGenerator, scene_config_from_args
 from .datasets import SceneStream, ShardDataset
-from .distributed import dist_info, dump_rank_weights
+from .distributed import amp_enabled, dump_rank_weights, init_run, wrap_ddp
 from .losses import LossWeights, multitask_loss
 from .metrics import MetricAccumulator
 from .train_args import args_dict, ints, resolve_architecture
@@ -50,13 +49,7 @@ class Trainer:
 
     def __init__(self, args):
         self.args = args
-        self.world, self.rank, local = dist_info()
-        dev = select_device(args.device)
-        self.device = torch.device(f"cuda:{local}") if dev.type == "cuda" and dev.index is None else dev
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        self.world, self.rank, self.device = init_run(args.device)
         self.out = Path(args.out)
         self.is_main = self.rank == 0
         if self.is_main:
@@ -93,18 +86,14 @@ class Trainer:
         self.params = params
         params = [q for q in params if q.requires_grad]  # a reader first stage stays frozen
         self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-        use_amp = args.amp == "on" or (args.amp == "auto" and self.device.type == "cuda")
-        self.amp = use_amp and self.device.type == "cuda"
+        self.amp = amp_enabled(args.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.weights = LossWeights(**(args.loss_weights or {}))
         self.step = 0
         self.best = math.inf
         if args.resume and (self.out / "last.pt").is_file():
             self._load_resume(self.out / "last.pt")
-        self.ddp = self.model if self.da is None else self.da
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.ddp, device_ids=ids)
+        self.ddp = wrap_ddp(self.model if self.da is None else self.da, self.device, self.world)
 
     # ------------------------------------------------------------------ data
     def _sources(self):

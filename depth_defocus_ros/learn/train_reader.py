@@ -28,11 +28,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..estimate.estimator import DEFAULT_LONG_SIDE, select_device
+from ..estimate.estimator import DEFAULT_LONG_SIDE
 from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 from ..reading.reader import BlurReader, ReaderConfig, laplace_nll
 from .cocreading import CocReading
-from .distributed import dist_info, dump_rank_weights
+from .distributed import amp_enabled, dump_rank_weights, init_run, wrap_ddp
 from .patches import load_patches, patch_shard_paths
 from .train_args import args_dict
 
@@ -95,11 +95,7 @@ class ReaderTrainer:
 
     def __init__(self, args):
         self.args = args
-        self.world, self.rank, local = dist_info()
-        dev = select_device(args.device)
-        self.device = torch.device(f"cuda:{local}") if dev.type == "cuda" and dev.index is None else dev
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.world, self.rank, self.device = init_run(args.device)
         self.is_main = self.rank == 0
         self.out = Path(args.out)
         if self.is_main:
@@ -108,16 +104,12 @@ class ReaderTrainer:
         self.reader = self._build(args).to(self.device)
         params = [q for q in self.reader.parameters() if q.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-        self.amp = args.amp == "on" or (args.amp == "auto" and self.device.type == "cuda")
-        self.amp = self.amp and self.device.type == "cuda"
+        self.amp = amp_enabled(args.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step, self.best = 0, math.inf
         if args.resume and (self.out / "last.pt").is_file():
             self._load_resume(self.out / "last.pt")
-        self.model = self.reader
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.reader, device_ids=ids)
+        self.model = wrap_ddp(self.reader, self.device, self.world)
         self.train_data, self.val_data = self._data()
 
     def _build(self, args) -> BlurReader:
