@@ -213,13 +213,15 @@ def _add_train_parsers(sub) -> None:
 
 def _add_render_patches_parser(sub) -> None:
     """``render-patches``: the blur reader's training patches."""
+    from .learn.patches import PatchConfig
+
     rp = sub.add_parser("render-patches", help="render training patches for the blur reader (resumable)")
     rp.add_argument("--out", required=True)
     rp.add_argument("--shards", type=int, default=300)
     rp.add_argument("--tiles-per-shard", type=int, default=100)
     rp.add_argument("--seed", type=int, default=1)
     rp.add_argument("--workers", type=int, default=1, help="processes")
-    d = _patch_defaults()
+    d = PatchConfig()
     rp.add_argument(
         "--small-share",
         type=float,
@@ -229,12 +231,6 @@ def _add_render_patches_parser(sub) -> None:
     )
     rp.add_argument("--small-max-px", type=float, default=d.small_max_px)
     rp.set_defaults(func=cmd_render_patches)
-
-
-def _patch_defaults():
-    from .learn.patches import PatchConfig
-
-    return PatchConfig()
 
 
 def _add_eval_parser(sub) -> None:
