@@ -19,10 +19,13 @@ from depth_defocus_ros.reading.reader import (
     ReaderConfig,
     box_mean,
     fuse_levels,
+    grid_features,
     laplace_nll,
     read_defocus,
     read_levels,
 )
+from depth_defocus_ros.reading.reblur import luminance
+from depth_defocus_ros.reading.refiner import MAX_LEVELS, N_FEATURES, Refiner
 from depth_defocus_ros.synth.render import PSFShape, disc_kernel, render_defocus
 
 SMALL = PatchConfig(tile=64, patch=32, crops=2, max_coc_px=8.0, leaves=(2, 6))
@@ -86,6 +89,39 @@ def test_pyramid_levels_fusion_and_full_resolution_outputs():
     est = read_defocus(reader, torch.rand(2, 3, 61, 90))
     assert est.coc.shape == est.sigma.shape == est.confidence.shape == (2, 1, 61, 90)
     assert (est.sigma > 0).all() and (est.confidence >= 0).all() and (est.confidence <= 1).all()
+
+
+def test_refiner_blends_only_the_readings_it_is_given():
+    # six candidates: near, far and every level's own reading; a softmax picks among them, so the
+    # output stays within the readings whatever the weights (it never invents a CoC)
+    torch.manual_seed(0)
+    ref = Refiner(8, candidates=2 + MAX_LEVELS).eval()
+    feats = torch.randn(2, N_FEATURES, 6, 7)
+    cands = torch.rand(2, 2 + MAX_LEVELS, 6, 7) * 20.0
+    coc, sigma = ref(feats, cands)
+    assert coc.shape == sigma.shape == (2, 1, 6, 7) and (sigma > 0).all()
+    assert (coc >= cands.min(1, keepdim=True).values - 1e-4).all()
+    assert (coc <= cands.max(1, keepdim=True).values + 1e-4).all()
+    with torch.no_grad():  # logits that favour the third level's reading take it
+        last = ref.head[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[2 + 2] = 30.0
+    coc, _ = ref(feats, cands)
+    assert torch.allclose(coc, cands[:, 4:5], atol=1e-3)
+    with pytest.raises(ValueError, match="readings"):
+        Refiner(8, candidates=3)
+    # the reader hands it its level readings; a level the image is too small for is the fused one
+    reader = BlurReader(ReaderConfig(refine_channels=8, refine_candidates=2 + MAX_LEVELS)).eval()
+    img = torch.rand(1, 3, 96, 128)
+    feats, cands, _ = grid_features(reader, img)
+    assert feats.shape[1] == N_FEATURES and cands.shape == (1, 2 + MAX_LEVELS, 24, 32)
+    levels = read_levels(reader, luminance(img))
+    assert len(levels) == 3  # 128 x 96: no fourth level
+    up = torch.nn.functional.interpolate(levels[1][0], size=(24, 32), mode="bilinear", align_corners=False)
+    fused, _ = fuse_levels(levels, (24, 32))
+    assert torch.allclose(cands[:, 3:4], up) and torch.allclose(cands[:, 5:6], fused, atol=1e-5)
+    assert read_defocus(reader, img).coc.shape == (1, 1, 96, 128)
 
 
 def test_box_mean_is_the_border_clipped_window_mean():
@@ -175,8 +211,11 @@ def test_train_reader_resume_and_outputs(patches, tmp_path):
         str(scenes),
         "--refine-channels",
         "8",
+        "--refine-candidates",
+        "6",
     )
     st2 = load_checkpoint(tmp_path / "st2" / "best.pt")
+    assert st2["reader_config"]["refine_candidates"] == 6 and st2["refine_args"]["candidates"] == 6
     lv = load_checkpoint(out / "best.pt")
     assert st2["reader_config"]["refine_channels"] == 8 and any(k.startswith("refiner.") for k in st2["reader_state"])
     assert all(torch.equal(st2["reader_state"][k], v) for k, v in lv["reader_state"].items())

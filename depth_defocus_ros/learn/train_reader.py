@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..estimate.estimator import DEFAULT_LONG_SIDE
 from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 from ..reading.reader import BlurReader, ReaderConfig, laplace_nll
+from ..reading.refiner import CANDIDATES
 from .cocreading import CocReading
 from .distributed import amp_enabled, dump_rank_weights, init_run, wrap_ddp
 from .patches import load_patches, patch_shard_paths
@@ -67,6 +68,13 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
         "(depth-defocus render), the --init reader's level CNN frozen",
     )
     p.add_argument("--refine-channels", type=int, default=24, help="width of the stage-2 refiner")
+    p.add_argument(
+        "--refine-candidates",
+        type=int,
+        choices=CANDIDATES,
+        default=CANDIDATES[0],
+        help="readings the refiner blends: 2 (near and far spread) or 6 (+ every pyramid level's own reading)",
+    )
     p.add_argument(
         "--calibration-scenes",
         type=int,

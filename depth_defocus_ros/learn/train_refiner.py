@@ -32,7 +32,7 @@ __all__ = ["scene_features", "train_refiner"]
 
 @torch.no_grad()
 def scene_features(reader: BlurReader, roots, device, batch: int = 8) -> list:
-    """[(features (B, F, h, w) float16, candidate readings (B, 2, h, w) px, target CoC (B, 1, h, w)
+    """[(features (B, F, h, w) float16, candidate readings (B, K, h, w) px, target CoC (B, 1, h, w)
     px, valid share (B, 1, h, w))] of every scene in the shard folders ``roots``, on the reader's
     grid (CPU tensors)."""
     from tqdm import tqdm
@@ -67,14 +67,21 @@ def train_refiner(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     init = load_checkpoint(args.init)
     reader = build_reader(init, args.init).to(device).eval()
-    cfg = ReaderConfig(**{**reader.config.to_dict(), "refine_channels": args.refine_channels, "sigma_scale": 1.0})
+    cfg = ReaderConfig(
+        **{
+            **reader.config.to_dict(),
+            "refine_channels": args.refine_channels,
+            "refine_candidates": args.refine_candidates,
+            "sigma_scale": 1.0,
+        }
+    )
     reader.config = cfg
     reader.refiner = None
     data = scene_features(reader, args.refine_data, device)
     n_val = max(1, len(data) // 10)
     train, val = data[:-n_val], data[-n_val:]
     torch.manual_seed(args.seed)
-    refiner = Refiner(args.refine_channels).to(device)
+    refiner = Refiner(args.refine_channels, candidates=args.refine_candidates).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.seed)
     best, t0, log = math.inf, time.time(), (out / "metrics.jsonl").open("a")
@@ -106,6 +113,7 @@ def train_refiner(args) -> int:
                     "steps": args.steps,
                     "lr": args.lr,
                     "channels": args.refine_channels,
+                    "candidates": args.refine_candidates,
                     "seed": args.seed,
                 }
                 save_checkpoint(out / "best.pt", ck)

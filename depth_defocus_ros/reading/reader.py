@@ -70,6 +70,7 @@ class ReaderConfig:
     spread_power: float = 1.0  # weight of a reading in the spread: variance ** -spread_power
     sigma_scale: float = 1.0  # calibration of the final sigma (fitted on synthetic scenes)
     refine_channels: int = 0  # width of the stage-2 refiner (:mod:`.refiner`); 0: the rule-based spread
+    refine_candidates: int = 2  # readings the refiner blends: 2 (near, far) or 6 (+ every level's own)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,7 +90,7 @@ class BlurReader(nn.Module):
         self.stem = nn.Conv2d(5, ch, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(ch, ch, 3, padding=d, dilation=d) for d in cfg.dilations)
         self.head = nn.Sequential(nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.Conv2d(ch, 2, 1))
-        self.refiner = Refiner(cfg.refine_channels) if cfg.refine_channels else None
+        self.refiner = Refiner(cfg.refine_channels, candidates=cfg.refine_candidates) if cfg.refine_channels else None
         # NHWC: the narrow convolutions run about twice as fast on CPU (oneDNN) and suit tensor cores
         self.to(memory_format=torch.channels_last)
 
@@ -218,8 +219,10 @@ def spread(coc, sigma, guide, sigma_s: float, sigma_r: float, power: float = 1.0
 @torch.no_grad()
 def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
     """The evidence on the reader's grid (a ``grid``-th of the input resolution): features
-    (B, N_FEATURES, h, w) and the two candidate readings (B, 2, h, w) px for the refiner, and
-    (CoC px, sigma px, own share) of the rule-based spread."""
+    (B, N_FEATURES, h, w) and the candidate readings (B, K, h, w) px for the refiner (K =
+    ``refine_candidates``: near and far spread, then every level's own reading, the fused reading
+    standing in for a level the image is too small to have), and (CoC px, sigma px, own share) of
+    the rule-based spread."""
     cfg = reader.config
     h, w = image_srgb.shape[-2:]
     grid = (-(-h // cfg.grid), -(-w // cfg.grid))
@@ -229,19 +232,22 @@ def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
     guide = F.interpolate(image_srgb.float(), size=grid, mode="area")
     near = spread(coc, sigma, guide, cfg.spread_sigma_s, cfg.spread_sigma_r, cfg.spread_power)
     far = spread(coc, sigma, guide, 8 * cfg.spread_sigma_s, cfg.spread_sigma_r, 3.0)
-    feats = []
+    feats, level_cocs = [], []
     for lev in range(MAX_LEVELS):
         if lev < len(levels):
             c, s = (F.interpolate(t, size=grid, mode="bilinear", align_corners=False) for t in levels[lev])
             feats += [c / 8.0, torch.log(s)]
+            level_cocs.append(c)
         else:
             feats += [torch.zeros_like(coc), torch.zeros_like(coc)]
+            level_cocs.append(coc)
     feats += [coc / 8.0, torch.log(sigma), near[3] / 8.0, torch.log(near[4] + 1e-3)]
     feats += [far[3] / 8.0, torch.log(far[4] + 1e-3), torch.log1p(far[5])]
     mean_y = F.interpolate(y, size=grid, mode="area")
     contrast = (F.interpolate(y * y, size=grid, mode="area") - mean_y * mean_y).clamp_min(0).sqrt()
     feats += [torch.log(contrast / (mean_y + 0.01) + 1e-3), torch.log(mean_y + 0.01)]
-    return torch.cat(feats, 1), torch.cat([near[0], far[3]], 1), near[:3]
+    candidates = [near[0], far[3]] + (level_cocs if cfg.refine_candidates > 2 else [])
+    return torch.cat(feats, 1), torch.cat(candidates, 1), near[:3]
 
 
 @torch.no_grad()

@@ -11,9 +11,13 @@ Inputs (:data:`N_FEATURES` channels on the reader's grid, a quarter of the input
 reading, its edge-aware
 neighbourhood at two reaches (mean, spread, support), and the local contrast and brightness of the
 image. Output: CoC (px) and sigma (px). A small CNN: it sees about 70 px of the input around each
-pixel. It does not invent a CoC: it chooses, per pixel, a blend of two readings (the pixel's own
-reading mixed with its near neighbourhood's, and the far, edge-bounded neighbourhood's), so a
-blur the reader read confidently stays as read whatever the scene statistics it was fitted on.
+pixel. It does not invent a CoC: it chooses, per pixel, a blend of readings, so a blur the reader
+read confidently stays as read whatever the scene statistics it was fitted on. Two candidates
+(:data:`CANDIDATES` 2): the pixel's own reading mixed with its near neighbourhood's, and the far,
+edge-bounded neighbourhood's (a sigmoid chooses). Six (2 + :data:`MAX_LEVELS`): those two and every
+pyramid level's own reading (a softmax chooses): where a fine level reads a blur beyond its range
+low, the level that reads it within range can be taken, which the fixed level rule
+(:func:`~depth_defocus_ros.reading.reader.fuse_levels`) and the spreads cannot.
 """
 
 from __future__ import annotations
@@ -22,22 +26,27 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Refiner", "N_FEATURES", "MAX_LEVELS"]
+__all__ = ["Refiner", "N_FEATURES", "MAX_LEVELS", "CANDIDATES"]
 
 MAX_LEVELS = 4  # levels whose readings enter (missing ones are zero)
 N_FEATURES = 2 * MAX_LEVELS + 2 + 2 + 3 + 2
+CANDIDATES = (2, 2 + MAX_LEVELS)  # readings a refiner can blend: near, far (+ every level's)
 
 
 class Refiner(nn.Module):
-    """``forward(features, candidates)`` with features (B, N_FEATURES, h, w) and the two candidate
-    readings (B, 2, h, w) px -> CoC, sigma (B, 1, h, w) px."""
+    """``forward(features, candidates)`` with features (B, N_FEATURES, h, w) and the candidate
+    readings (B, K, h, w) px, K in :data:`CANDIDATES` -> CoC, sigma (B, 1, h, w) px."""
 
-    def __init__(self, channels: int = 24, coc_unit: float = 4.0):
+    def __init__(self, channels: int = 24, coc_unit: float = 4.0, candidates: int = 2):
         super().__init__()
+        if candidates not in CANDIDATES:
+            raise ValueError(f"the refiner blends {' or '.join(map(str, CANDIDATES))} readings, got {candidates}")
         self.coc_unit = coc_unit
+        self.candidates = candidates
         self.stem = nn.Conv2d(N_FEATURES, channels, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in (1, 2, 4, 1))
-        self.head = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 2, 1))
+        outputs = 2 if candidates == 2 else candidates + 1  # blend (a share or K logits), sigma
+        self.head = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, outputs, 1))
         self.to(memory_format=torch.channels_last)  # as the level CNN (reader.py)
 
     def forward(self, features: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +54,9 @@ class Refiner(nn.Module):
         for conv in self.blocks:
             x = x + F.relu(conv(x))
         o = self.head(x).contiguous()
-        a = torch.sigmoid(o[:, :1])  # share of the near reading
-        coc = a * candidates[:, :1] + (1 - a) * candidates[:, 1:2]
-        return coc, 0.05 + F.softplus(o[:, 1:2]) * (self.coc_unit / 4)
+        if self.candidates == 2:
+            a = torch.sigmoid(o[:, :1])  # share of the near reading
+            coc = a * candidates[:, :1] + (1 - a) * candidates[:, 1:2]
+        else:
+            coc = (torch.softmax(o[:, :-1], 1) * candidates).sum(1, keepdim=True)
+        return coc, 0.05 + F.softplus(o[:, -1:]) * (self.coc_unit / 4)
