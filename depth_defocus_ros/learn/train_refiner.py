@@ -105,21 +105,26 @@ def train_refiner(args) -> int:
             )
             if res["nll"] < best:
                 best = res["nll"]
-                reader.refiner = refiner
-                ck = {k: v for k, v in init.items() if k not in ("format", "format_version")}
-                ck.update(reader_config=cfg.to_dict(), reader_state=reader.state_dict(), step=step, metrics=res)
-                ck["refine_data"] = [str(p) for p in args.refine_data]
-                ck["refine_args"] = {
-                    "steps": args.steps,
-                    "lr": args.lr,
-                    "channels": args.refine_channels,
-                    "candidates": args.refine_candidates,
-                    "seed": args.seed,
-                }
-                save_checkpoint(out / "best.pt", ck)
-                reader.refiner = None
+                _save_best(out / "best.pt", init, reader, refiner, cfg, step, res, args)
     log.close()
     return 0
+
+
+def _save_best(path, init: dict, reader, refiner, cfg: ReaderConfig, step: int, res: dict, args) -> None:
+    """One reader checkpoint: the init's frozen level CNN with this refiner, its config and record."""
+    reader.refiner = refiner
+    ck = {k: v for k, v in init.items() if k not in ("format", "format_version")}
+    ck.update(reader_config=cfg.to_dict(), reader_state=reader.state_dict(), step=step, metrics=res)
+    ck["refine_data"] = [str(p) for p in args.refine_data]
+    ck["refine_args"] = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "channels": args.refine_channels,
+        "candidates": args.refine_candidates,
+        "seed": args.seed,
+    }
+    save_checkpoint(path, ck)
+    reader.refiner = None
 
 
 @torch.no_grad()
