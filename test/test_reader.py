@@ -271,3 +271,28 @@ def test_render_patches_cli_sets_the_coc_prior(tmp_path):
     assert main([*args[:2], str(tmp_path / "d"), *args[3:]]) == 0
     d = json.loads((tmp_path / "d" / "manifest.json").read_text())["config"]
     assert (d["small_share"], d["small_max_px"]) == (PatchConfig().small_share, PatchConfig().small_max_px)
+
+
+def test_stage_readings_name_every_stage_and_the_table_measures_each():
+    from depth_defocus_ros.evaluation.stages import STAGES, StageTable, format_stage_table, stage_readings
+
+    reader = BlurReader(ReaderConfig(refine_channels=8)).eval()
+    img = torch.rand(2, 3, 96, 128)
+    stages = stage_readings(reader, img)
+    assert list(stages) == [s for s in STAGES if s != "L3"]  # 128 x 96: three levels
+    assert all(v.shape == (2, 1, 96, 128) for v in stages.values())
+    assert torch.allclose(stages["final"], read_defocus(reader, img).coc)
+    # known readings: a level reading half the truth, a fused reading exact -> -50 % and 0 % per bin
+    truth = torch.linspace(0.5, 20.0, 2 * 96 * 128).reshape(2, 1, 96, 128)
+    truth[0, 0, 0, :5] = float("nan")  # unknown pixels are not counted
+    known = {"L0": truth * 0.5, "fused": truth.clone(), "final": truth + 1.0}
+    table = StageTable()
+    table.update(known, truth, edges=truth > 10.0)
+    res = table.result()
+    for b in res["all"]["L0"]["bins"].values():
+        assert b["pixels"] == 0 or abs(b["bias_pct"] + 50.0) < 1e-6
+    assert res["all"]["fused"]["mae"] < 1e-6 and abs(res["all"]["final"]["bias_px"] - 1.0) < 1e-6
+    assert res["all"]["oracle all"]["mae"] < 1e-6 and abs(res["all"]["oracle levels"]["slope"] - 0.5) < 1e-6
+    assert res["edges"]["L0"]["pixels"] == int((truth > 10.0).sum())
+    text = format_stage_table(res)
+    assert "oracle levels" in text and "edges pixels" in text and "-50" in text
