@@ -99,6 +99,8 @@ def test_bags_to_dataset_to_finetune_to_eval(tmp_path, capsys):
         "test",
         "--out",
         tmp_path / "eval.json",
+        "--plot",
+        tmp_path / "sparsification.png",  # the read-vs-true plot goes next to it, not into the repo
         "--device",
         "cpu",
         "--max-relative-error",
@@ -108,3 +110,4 @@ def test_bags_to_dataset_to_finetune_to_eval(tmp_path, capsys):
     assert res["images"] == man["split_samples"]["test"] and "side_acc" in res["overall"] and "AbsRel" in r.out
     shares = [v["share"] for v in res["side_by_confidence"].values()]  # the side's reliability table
     assert sum(shares) == pytest.approx(1.0) and "by the model's side confidence" in r.out
+    assert list(tmp_path.glob("*_read_vs_true.png")), "the read-vs-true plot is written next to --plot"
