@@ -37,7 +37,8 @@ def stage_readings(reader: BlurReader, image_srgb: torch.Tensor) -> dict:
     def up(m):
         return F.interpolate(m.float(), size=(h, w), mode="bilinear", align_corners=False)
 
-    feats, cands, _ = grid_features(reader, image_srgb)
+    evidence = grid_features(reader, image_srgb)
+    feats, cands, _ = evidence
     levels = read_levels(reader, luminance(image_srgb).to(next(reader.parameters()).dtype))
     out = {f"L{i}": up(c) for i, (c, _) in enumerate(levels[:MAX_LEVELS])}
     fused, _ = fuse_levels(
@@ -45,7 +46,7 @@ def stage_readings(reader: BlurReader, image_srgb: torch.Tensor) -> dict:
     )
     out["fused"] = up(fused)
     out["near"], out["far"] = up(cands[:, :1]), up(cands[:, 1:2])
-    out["final"] = read_defocus(reader, image_srgb).coc.float()
+    out["final"] = read_defocus(reader, image_srgb, evidence).coc.float()
     return out
 
 

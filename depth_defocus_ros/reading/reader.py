@@ -251,12 +251,13 @@ def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
 
 
 @torch.no_grad()
-def read_defocus(reader: BlurReader, image_srgb: torch.Tensor) -> DefocusEstimate:
+def read_defocus(reader: BlurReader, image_srgb: torch.Tensor, evidence=None) -> DefocusEstimate:
     """CoC (px), sigma (px) and confidence of an sRGB batch (B, 3, H, W) in [0, 1], at the input
-    resolution (see module doc)."""
+    resolution (see module doc). ``evidence``: :func:`grid_features` of the same batch when the
+    caller already has it (it is not computed again)."""
     cfg = reader.config
     h, w = image_srgb.shape[-2:]
-    feats, candidates, (coc, sigma, own) = grid_features(reader, image_srgb)
+    feats, candidates, (coc, sigma, own) = evidence if evidence is not None else grid_features(reader, image_srgb)
     if reader.refiner is not None:
         dt = next(reader.refiner.parameters()).dtype
         coc, sigma = reader.refiner(feats.to(dt), candidates.to(dt))
