@@ -1,5 +1,6 @@
 """Synthetic scenes: reproducible, exact ground truth consistent with the optics, real ranges."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,14 +74,15 @@ def test_fixed_camera_is_honoured():
 
 def test_visible_blur_share_raises_the_coc_at_infinity():
     """With every scene drawn for visible blur, the CoC at infinity (px at the render width) is at
-    least the minimum wherever the camera can reach it, and far above the default draw's."""
+    least the minimum wherever the camera can reach it (about three scenes in four: 0.69-0.86 over
+    64 scenes for seeds 2-4), and far above the default draw's."""
     from depth_defocus_ros.optics import coc_at_infinity_batch as coc_at_infinity
 
     base = SceneConfig(height=48, width=64, texture_size=64)
     vis = SceneConfig(height=48, width=64, texture_size=64, visible_blur_fraction=1.0, visible_blur_min_px=1.0)
-    c0 = coc_at_infinity(*(lambda b: (b["lens"], b["fx"]))(SceneGenerator(base, seed=2).batch(24)))
-    c1 = coc_at_infinity(*(lambda b: (b["lens"], b["fx"]))(SceneGenerator(vis, seed=2).batch(24)))
-    assert float((c1 >= 1.0).float().mean()) >= 0.75
+    c0 = coc_at_infinity(*(lambda b: (b["lens"], b["fx"]))(SceneGenerator(base, seed=2).batch(48)))
+    c1 = coc_at_infinity(*(lambda b: (b["lens"], b["fx"]))(SceneGenerator(vis, seed=2).batch(48)))
+    assert float((c1 >= 1.0).float().mean()) >= 0.6
     assert float((c1 >= 1.0).float().mean()) > float((c0 >= 1.0).float().mean())
     assert float(c1.median()) > 1.5 * float(c0.median())
 
@@ -95,3 +97,31 @@ def test_noise_range_sets_the_sensor_noise():
     e_hi = float((hi.batch(2)["image"] - clean).std())
     e_lo = float((lo.batch(2)["image"] - clean).std())
     assert 2.0 < e_hi / e_lo < 4.5
+
+
+def test_a_dataset_folder_is_never_resumed_with_other_scenes(tmp_path):
+    """Resuming adds shards only when they are drawn as the existing ones were; a folder of the
+    held-out set rendered with an older texture recipe is rendered again, not reused."""
+    import json
+
+    from depth_defocus_ros.evaluation.heldout import ensure_heldout
+    from depth_defocus_ros.synth.scenes import render_shards
+    from depth_defocus_ros.synth.textures import TEXTURE_RECIPE
+
+    cfg = SceneConfig(height=32, width=48, texture_size=32)
+    out = render_shards(tmp_path / "d", 2, seed=1, shard_size=1, config=cfg, progress=False)
+    (out / "shard_00001.npz").unlink()  # an interrupted run: resuming with the same draw is fine
+    render_shards(out, 2, seed=1, shard_size=1, config=cfg, progress=False)
+    assert json.loads((out / "manifest.json").read_text())["texture_recipe"] == TEXTURE_RECIPE
+    with pytest.raises(ValueError, match="another seed"):
+        render_shards(out, 3, seed=2, shard_size=1, config=cfg, progress=False)
+
+    root = ensure_heldout("layers", tmp_path / "cache", scenes=1, progress=False)
+    man = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**man, "texture_recipe": TEXTURE_RECIPE - 1}))
+    shard = next(root.glob("shard_*.npz"))
+    shard.write_bytes(b"rendered with the older recipe")
+    assert ensure_heldout("layers", tmp_path / "cache", scenes=1, progress=False) == root
+    assert json.loads((root / "manifest.json").read_text())["texture_recipe"] == TEXTURE_RECIPE
+    with np.load(shard) as z:
+        assert z["depth"].shape[0] == 1  # rendered again

@@ -20,6 +20,7 @@ from ..learn.cocreading import CocReading, format_reading, plot_read_vs_true
 from ..learn.datasets import ShardDataset
 from ..learn.metrics import MetricAccumulator
 from ..synth.scenes import SceneConfig, render_shards
+from ..synth.textures import TEXTURE_RECIPE
 
 __all__ = ["HELDOUT", "heldout_config", "evaluate_estimator", "ensure_heldout", "format_report"]
 
@@ -40,8 +41,15 @@ def ensure_heldout(name: str, cache_dir, scenes: int | None = None, progress: bo
     n = scenes or n
     out = Path(cache_dir) / (name if n == HELDOUT[name][2] else f"{name}_{n}")
     man = out / "manifest.json"
-    if man.is_file() and json.loads(man.read_text()).get("complete"):
-        return out
+    if man.is_file():
+        old = json.loads(man.read_text())
+        if old.get("texture_recipe", 1) == TEXTURE_RECIPE and old.get("complete"):
+            return out
+        if old.get("texture_recipe", 1) != TEXTURE_RECIPE:  # an older definition of the set
+            print(f"{out}: rendered with texture recipe {old.get('texture_recipe', 1)}; rendering it again")
+            for p in out.glob("shard_*.npz"):
+                p.unlink()
+            man.unlink()
     return render_shards(out, n, seed=seed, shard_size=50, config=heldout_config(name), progress=progress)
 
 

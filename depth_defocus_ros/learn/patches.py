@@ -41,7 +41,7 @@ from ..reading.reblur import luminance, noise_sigma
 from ..synth.camera import Rand
 from ..synth.render import PSFShape, render_defocus, sensor_degrade, srgb_to_linear
 from ..synth.shards import write_json_atomic, write_shard
-from ..synth.textures import load_photo_textures, procedural_texture
+from ..synth.textures import TEXTURE_RECIPE, load_photo_textures, mirror_to, procedural_texture
 
 __all__ = ["PatchConfig", "TileMaker", "render_patch_shards", "patch_shard_paths", "load_patches"]
 
@@ -105,7 +105,7 @@ class TileMaker:
             img = self.photos[r.inclusive(0, len(self.photos) - 1)]
             scale = r.u(*self.cfg.photo_downscale)
             h, w = (max(8, int(v / scale)) for v in img.shape[1:])
-            tex = _mirror_to(F.interpolate(img[None], size=(h, w), mode="area")[0], size)
+            tex = mirror_to(F.interpolate(img[None], size=(h, w), mode="area")[0], size)
             y0, x0 = r.inclusive(0, tex.shape[1] - size), r.inclusive(0, tex.shape[2] - size)
             tex = tex[:, y0 : y0 + size, x0 : x0 + size]
         else:
@@ -206,15 +206,6 @@ class TileMaker:
         }
 
 
-def _mirror_to(img: torch.Tensor, size: int) -> torch.Tensor:
-    """(3, h, w) -> at least (3, size, size), by mirror tiling (never magnifying)."""
-    while img.shape[1] < size:
-        img = torch.cat([img, img.flip(-2)], -2)
-    while img.shape[2] < size:
-        img = torch.cat([img, img.flip(-1)], -1)
-    return img
-
-
 def _chromatic_shift(lin: torch.Tensor, shift_px: float, angle: float) -> torch.Tensor:
     """Red and blue moved by +-``shift_px`` (px) along ``angle``: lateral chromatic aberration."""
     _, h, w = lin.shape
@@ -258,9 +249,11 @@ def render_patch_shards(
     man = out / "manifest.json"
     if man.is_file():
         old = json.loads(man.read_text())
-        if old.get("config") != cfg or old.get("seed") != seed or old.get("tiles_per_shard") != tiles_per_shard:
-            raise ValueError(f"{out} holds patches of another configuration or seed; choose another --out")
-    write_json_atomic(man, {"config": cfg, "seed": seed, "tiles_per_shard": tiles_per_shard, "shards": shards})
+        drawn = (old.get("config"), old.get("seed"), old.get("tiles_per_shard"), old.get("texture_recipe", 1))
+        if drawn != (cfg, seed, tiles_per_shard, TEXTURE_RECIPE):
+            raise ValueError(f"{out} holds patches of another configuration, seed or texture recipe: use another --out")
+    record = {"config": cfg, "seed": seed, "tiles_per_shard": tiles_per_shard, "texture_recipe": TEXTURE_RECIPE}
+    write_json_atomic(man, {**record, "shards": shards})
     jobs = [(str(out), i, seed, tiles_per_shard, cfg) for i in range(shards)]
     bar = tqdm(total=shards, desc="patch shards", unit="shard")
     if workers > 1:
@@ -274,9 +267,7 @@ def render_patch_shards(
             _write_one(job)
             bar.update()
     bar.close()
-    write_json_atomic(
-        man, {"config": cfg, "seed": seed, "tiles_per_shard": tiles_per_shard, "shards": shards, "complete": True}
-    )
+    write_json_atomic(man, {**record, "shards": shards, "complete": True})
     return out
 
 

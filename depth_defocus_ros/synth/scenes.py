@@ -241,10 +241,12 @@ def render_shards(
     from tqdm import tqdm
 
     from .shards import FORMAT_VERSION, write_json_atomic, write_shard
+    from .textures import TEXTURE_RECIPE
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config or SceneConfig()
+    _check_resumable(out, seed, cfg, TEXTURE_RECIPE)
     n_shards = (scenes + shard_size - 1) // shard_size
     names = []
     bar = tqdm(total=scenes, desc=f"render {out.name}", unit="scene", disable=not progress)
@@ -259,6 +261,7 @@ def render_shards(
             "shards": names,
             "complete": complete,
             "scene_config": cfg.to_dict(),
+            "texture_recipe": TEXTURE_RECIPE,
         }
         write_json_atomic(out / "manifest.json", manifest)
 
@@ -285,3 +288,21 @@ def render_shards(
     bar.close()
     write_manifest(complete=True)
     return out
+
+
+def _check_resumable(out: Path, seed: int, cfg: SceneConfig, recipe: int) -> None:
+    """Refuse to add shards to a folder whose shards were drawn differently (another seed, scene
+    config or texture recipe): the result would look like one dataset and be two."""
+    import json
+
+    man = out / "manifest.json"
+    if not man.is_file() or not any(out.glob("shard_*.npz")):
+        return
+    old = json.loads(man.read_text())
+    asked = json.loads(json.dumps(cfg.to_dict()))  # as the manifest stores it (tuples are lists)
+    if (old.get("seed"), old.get("scene_config"), old.get("texture_recipe", 1)) != (seed, asked, recipe):
+        raise ValueError(
+            f"{out} holds shards rendered with another seed, scene config or texture recipe "
+            f"(manifest: seed {old.get('seed')}, texture recipe {old.get('texture_recipe', 1)}; "
+            f"asked: seed {seed}, recipe {recipe}): give an empty --out"
+        )

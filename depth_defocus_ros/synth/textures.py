@@ -14,7 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TextureBank", "procedural_texture", "load_photo_textures"]
+__all__ = ["TEXTURE_RECIPE", "TextureBank", "procedural_texture", "load_photo_textures", "mirror_to"]
+
+# Bumped whenever the textures a seed draws change; datasets record it (``render``) and cached
+# held-out sets rendered with another recipe are rendered again. 2: procedural noise down to the
+# pixel, no blurred sample photographs, photographs reduced and never magnified (2026-12).
+TEXTURE_RECIPE = 2
 
 _SKIMAGE_PHOTOS = (
     "astronaut.png",
@@ -28,16 +33,16 @@ _SKIMAGE_PHOTOS = (
     "ihc.png",
     "retina.jpg",
     "rocket.jpg",
-    "color.png",
     "page.png",
     "text.png",
     "coins.png",
     "moon.png",
     "horse.png",
-    "microaneurysms.png",
-    "cell.png",
-    "clock_motion.png",
 )
+# Left out: scikit-image's clock_motion.png (motion-blurred on purpose), color.png (a smooth colour
+# chart), cell.png (smooth microscopy) and microaneurysms.png (102 px: it would be magnified). A
+# texture's own blur is not in the CoC label: rendered "sharp", they look blurred (the level CNN
+# read them as 10-20 px), and teach a reader that visible blur is often no blur.
 # Never the Middlebury "Motorcycle" views (motorcycle_left/right.png): they are the real-photo
 # benchmark (:mod:`.realbench`), which nothing may train on.
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -103,19 +108,26 @@ def load_photo_textures(folder: str | os.PathLike | None = None, max_side: int =
     return out
 
 
-def _value_noise(size: int, gen: torch.Generator, octaves: int, persistence: float) -> torch.Tensor:
-    """Multi-octave value noise in [0, 1], (1, size, size)."""
+def _value_noise(size: int, gen: torch.Generator, persistence: float) -> torch.Tensor:
+    """Multi-octave value noise in [0, 1], (1, size, size), with detail down to the pixel.
+
+    Octaves double the cell count from 2-5 cells per side until a cell is a pixel, each
+    ``persistence`` times the amplitude of the one before (0.5: the 1/f amplitude spectrum of
+    natural images). Stopping the octaves early gives a texture that is smooth over many pixels:
+    rendered sharp, it looks exactly like a blurred one, and a reader trained on it learns that
+    visible blur is often no blur (the shipped level CNN read such textures as 3-25 px)."""
     acc = torch.zeros(1, 1, size, size)
     amp, total = 1.0, 0.0
     cells = int(torch.randint(2, 6, (1,), generator=gen))
-    for _ in range(octaves):
+    while cells <= 2 * size:
         grid = torch.rand(1, 1, cells, cells, generator=gen)
-        acc += amp * F.interpolate(grid, size=(size, size), mode="bicubic", align_corners=False)
+        mode = "bicubic" if cells < size else "area" if cells > size else "nearest"
+        acc += amp * F.interpolate(
+            grid, size=(size, size), mode=mode, **({} if mode != "bicubic" else {"align_corners": False})
+        )
         total += amp
         amp *= persistence
         cells *= 2
-        if cells > size:
-            break
     acc = acc / total
     lo, hi = acc.amin(), acc.amax()
     return ((acc - lo) / (hi - lo + 1e-6))[0]
@@ -128,8 +140,7 @@ def procedural_texture(size: int, gen: torch.Generator) -> torch.Tensor:
     that the network sees edges and texture at every scale and orientation.
     """
     r = lambda: float(torch.rand((), generator=gen))  # noqa: E731
-    octaves = int(torch.randint(3, 8, (1,), generator=gen))
-    base = _value_noise(size, gen, octaves, 0.35 + 0.4 * r())
+    base = _value_noise(size, gen, 0.65 + 0.25 * r())
     kind = int(torch.randint(0, 5, (1,), generator=gen))
     yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     if kind == 1:  # stripes at a random angle and frequency
@@ -142,7 +153,7 @@ def procedural_texture(size: int, gen: torch.Generator) -> torch.Tensor:
         pattern = ((xx * n).floor() + (yy * n).floor()) % 2
         base = 0.7 * pattern[None] + 0.3 * base
     elif kind == 3:  # thresholded blobs: hard-edged patches
-        base = (base > 0.3 + 0.4 * r()).float() * 0.7 + 0.3 * _value_noise(size, gen, 6, 0.6)
+        base = (base > 0.3 + 0.4 * r()).float() * 0.7 + 0.3 * _value_noise(size, gen, 0.75)
     # else: plain noise
     palette = torch.rand(3, 3, generator=gen)  # three colours, (colour, rgb)
     t = base[0]
@@ -152,6 +163,15 @@ def procedural_texture(size: int, gen: torch.Generator) -> torch.Tensor:
     tex = palette[0, :, None, None] * w0 + palette[1, :, None, None] * w1
     tex = tex + palette[2, :, None, None] * w2
     return tex.clamp(0, 1)
+
+
+def mirror_to(img: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, h, w) -> at least (3, size, size), by mirror tiling (never magnifying)."""
+    while img.shape[1] < size:
+        img = torch.cat([img, img.flip(-2)], -2)
+    while img.shape[2] < size:
+        img = torch.cat([img, img.flip(-1)], -1)
+    return img
 
 
 class TextureBank:
@@ -181,16 +201,18 @@ class TextureBank:
     def _photo_crop(self, gen: torch.Generator) -> torch.Tensor:
         img = self.photos[int(torch.randint(len(self.photos), (1,), generator=gen))]
         _, h, w = img.shape
-        # crops at least the texture's size where the photo allows: a texture is never upsampled
+        # a crop of 1.5-2.5 texture sides where the photo allows, reduced to the texture's size:
+        # sharper than the photograph (its own defocus and softness shrink), never magnified (a
+        # photograph smaller than that is reduced as far as it allows and mirror-tiled)
         short = min(h, w)
-        lo = min(short, self.size)
-        side = int(lo + (short - lo) * float(torch.rand((), generator=gen)))
+        side = min(short, int(self.size * (1.5 + float(torch.rand((), generator=gen)))))
         y0 = int(torch.randint(0, h - side + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, w - side + 1, (1,), generator=gen))
         crop = img[:, y0 : y0 + side, x0 : x0 + side]
-        crop = F.interpolate(
-            crop[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
-        )[0]
+        out = min(side, self.size)
+        crop = F.interpolate(crop[None], size=(out, out), mode="area")[0]
+        if out < self.size:
+            crop = mirror_to(crop, self.size)[:, : self.size, : self.size]
         if float(torch.rand((), generator=gen)) < 0.5:
             crop = crop.flip(-1)
         if float(torch.rand((), generator=gen)) < 0.3:
