@@ -36,12 +36,15 @@ def test_patch_labels_are_the_coc_the_tile_was_rendered_with(monkeypatch):
     monkeypatch.setattr(maker, "_coc_levels", lambda r, n: sorted([5.0, -3.0, 1.5][:n], reverse=True))
     for level_share, level in ((0.0, 0), (1.0, 1)):
         maker.cfg = PatchConfig(**{**SMALL.to_dict(), "level1_share": level_share, "ramp_share": 0.0, "layers": (3, 3)})
-        y, coc, noise, lev = maker.tile(torch.Generator().manual_seed(3))
-        assert lev == level and y.shape == coc.shape == (SMALL.tile, SMALL.tile) and noise > 0
-        values = set(np.round(coc.numpy().ravel(), 3))
+        seen = set()
+        for seed in range(3, 8):  # a layer may be hidden behind the others in one tile
+            y, coc, noise, lev = maker.tile(torch.Generator().manual_seed(seed))
+            assert lev == level and y.shape == coc.shape == (SMALL.tile, SMALL.tile) and noise > 0
+            values = set(np.round(coc.numpy().ravel(), 3))
+            assert max(values) >= 5.0
+            seen |= values
         # the layers' CoC (px at the reader's level; rendered at twice that before a 2x2 average)
-        # and the background's, behind them all
-        assert {5.0, 3.0, 1.5} <= values and max(values) >= 5.0
+        assert {5.0, 3.0, 1.5} <= seen
 
 
 def test_shaped_psf_keeps_its_diameter_and_the_ideal_disc_is_unchanged():
