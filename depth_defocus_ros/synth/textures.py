@@ -112,8 +112,9 @@ def _value_noise(size: int, gen: torch.Generator, persistence: float) -> torch.T
     """Multi-octave value noise in [0, 1], (1, size, size), with detail down to the pixel.
 
     Octaves double the cell count from 2-5 cells per side until a cell is a pixel, each
-    ``persistence`` times the amplitude of the one before (0.5: the 1/f amplitude spectrum of
-    natural images). Stopping the octaves early gives a texture that is smooth over many pixels:
+    ``persistence`` times the amplitude of the one before (1: equal energy per octave, the 1/f
+    amplitude spectrum of natural images; 0.5: a quarter of the energy per octave, much smoother,
+    1/f^2). Stopping the octaves early gives a texture that is smooth over many pixels:
     rendered sharp, it looks exactly like a blurred one, and a reader trained on it learns that
     visible blur is often no blur (the shipped level CNN read such textures as 3-25 px)."""
     acc = torch.zeros(1, 1, size, size)
