@@ -43,13 +43,14 @@ def ensure_heldout(name: str, cache_dir, scenes: int | None = None, progress: bo
     man = out / "manifest.json"
     if man.is_file():
         old = json.loads(man.read_text())
-        if old.get("texture_recipe", 1) == TEXTURE_RECIPE and old.get("complete"):
-            return out
-        if old.get("texture_recipe", 1) != TEXTURE_RECIPE:  # an older definition of the set
-            print(f"{out}: rendered with texture recipe {old.get('texture_recipe', 1)}; rendering it again")
+        recipe = old.get("texture_recipe", 1)  # absent: written before recipes were recorded
+        if recipe != TEXTURE_RECIPE:  # an older definition of the set
+            print(f"{out}: rendered with texture recipe {recipe}; rendering it again")
             for p in out.glob("shard_*.npz"):
                 p.unlink()
             man.unlink()
+        elif old.get("complete"):
+            return out
     return render_shards(out, n, seed=seed, shard_size=50, config=heldout_config(name), progress=progress)
 
 

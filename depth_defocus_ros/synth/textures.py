@@ -123,9 +123,8 @@ def _value_noise(size: int, gen: torch.Generator, persistence: float) -> torch.T
     while cells <= 2 * size:
         grid = torch.rand(1, 1, cells, cells, generator=gen)
         mode = "bicubic" if cells < size else "area" if cells > size else "nearest"
-        acc += amp * F.interpolate(
-            grid, size=(size, size), mode=mode, **({} if mode != "bicubic" else {"align_corners": False})
-        )
+        corners = False if mode == "bicubic" else None
+        acc += amp * F.interpolate(grid, size=(size, size), mode=mode, align_corners=corners)
         total += amp
         amp *= persistence
         cells *= 2
