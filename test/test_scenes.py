@@ -115,6 +115,14 @@ def test_a_dataset_folder_is_never_resumed_with_other_scenes(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["texture_recipe"] == TEXTURE_RECIPE
     with pytest.raises(ValueError, match="another seed"):
         render_shards(out, 3, seed=2, shard_size=1, config=cfg, progress=False)
+    # a manifest written before an option existed resumes with that option's default, not another value
+    man = json.loads((out / "manifest.json").read_text())
+    del man["scene_config"]["flat_fraction"]
+    (out / "manifest.json").write_text(json.dumps(man))
+    (out / "shard_00001.npz").unlink()
+    render_shards(out, 2, seed=1, shard_size=1, config=cfg, progress=False)
+    with pytest.raises(ValueError, match="another seed"):
+        render_shards(out, 2, seed=1, shard_size=1, config=SceneConfig(**{**cfg.to_dict(), "flat_fraction": 0.3}))
 
     root = ensure_heldout("layers", tmp_path / "cache", scenes=1, progress=False)
     man = json.loads((root / "manifest.json").read_text())

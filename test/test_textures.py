@@ -49,3 +49,35 @@ def test_blurred_sample_photographs_are_not_textures():
     # motion-blurred on purpose, a smooth chart, smooth microscopy, too small to use unmagnified
     left_out = {"clock_motion.png", "color.png", "cell.png", "microaneurysms.png"}
     assert not left_out & set(T._SKIMAGE_PHOTOS)
+
+
+def test_flat_textures_show_nothing_but_their_boundaries():
+    """Textureless surfaces: flat colours under a linear shading (which a disc blur leaves as it
+    is), changing only at pixel-sharp boundaries."""
+    gen = torch.Generator().manual_seed(3)
+    bank = T.TextureBank(size=96, use_photos=False, pool=12, flat_fraction=1.0)
+    bank.refresh(gen)
+    piecewise = 0
+    for tex in bank._bank:
+        # the discrete Laplacian of a linear ramp is zero: away from boundaries nothing is left
+        mid = tex[:, 1:-1, 1:-1]
+        lap = (tex[:, 1:-1, :-2] + tex[:, 1:-1, 2:] + tex[:, :-2, 1:-1] + tex[:, 2:, 1:-1] - 4 * mid).abs()
+        flat = (lap.amax(0) < 1e-4).float().mean()
+        assert flat > 0.8, float(flat)  # one colour: 0.96-1 (clipped shading); several: 0.84-0.91
+        # the shading changes a colour by at most 0.25 / 96 per pixel; a boundary by more
+        jumps = (tex[:, :, 1:] - tex[:, :, :-1]).abs().amax(0)
+        big = jumps > 0.02
+        if big.any():
+            piecewise += 1
+            # pixel-sharp: a step is crossed in one pixel, not ramped over several
+            assert (big[:, 1:] & big[:, :-1]).sum() <= 0.05 * big.sum()
+    assert 0 < piecewise < len(bank._bank)  # both kinds are drawn
+
+
+def test_no_flat_share_draws_the_recipe_unchanged():
+    a, b = (T.TextureBank(size=64, use_photos=False, pool=4, flat_fraction=f) for f in (0.0, 0.5))
+    a.refresh(torch.Generator().manual_seed(5))
+    b.refresh(torch.Generator().manual_seed(5))
+    ref = torch.stack([T.procedural_texture(64, g) for g in [torch.Generator().manual_seed(5)] for _ in range(4)])
+    assert torch.equal(a._bank, ref)  # the option adds no draw when it is 0
+    assert not torch.equal(b._bank, ref)

@@ -60,6 +60,7 @@ class SceneConfig:
     structured_fraction: float = 0.6  # share of structured layouts (rest: random layers)
     occlusion_aware: bool = True  # False: per-pixel gather blur (ablation only)
     photo_fraction: float = 0.5
+    flat_fraction: float = 0.0  # share of textureless surfaces (synth.textures.flat_texture), drawn first
     photo_folder: str | None = None
     noise: bool = True
     jpeg_prob: float = 0.4
@@ -106,6 +107,13 @@ def add_scene_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--photo-folder", default=None, help="extra photographs for textures")
     p.add_argument("--photo-fraction", type=float, default=d.photo_fraction, help="share of photographic textures")
     p.add_argument(
+        "--flat-fraction",
+        type=float,
+        default=d.flat_fraction,
+        help="share of textureless surfaces (one colour under gentle shading, or flat colours with sharp "
+        "boundaries), drawn before the photo/procedural choice",
+    )
+    p.add_argument(
         "--max-coc-fraction",
         type=float,
         default=d.max_coc_fraction,
@@ -143,6 +151,7 @@ def scene_config_from_args(args) -> SceneConfig:
         occlusion_aware=not args.gather_blur,
         photo_folder=args.photo_folder,
         photo_fraction=args.photo_fraction,
+        flat_fraction=args.flat_fraction,
         max_coc_fraction=args.max_coc_fraction,
         visible_blur_fraction=args.visible_blur_fraction,
         visible_blur_min_px=args.visible_blur_min_px,
@@ -164,6 +173,7 @@ class SceneGenerator:
             self.cfg.photo_fraction,
             self.cfg.photo_folder,
             use_photos=self.cfg.photo_fraction > 0,
+            flat_fraction=self.cfg.flat_fraction,
         )
         self.layout = SceneLayout(self.r, self.cfg, self.textures)
         self.camera = CameraSampler(self.r, self.cfg)
@@ -300,7 +310,12 @@ def _check_resumable(out: Path, seed: int, cfg: SceneConfig, recipe: int) -> Non
         return
     old = json.loads(man.read_text())
     asked = json.loads(json.dumps(cfg.to_dict()))  # as the manifest stores it (tuples are lists)
-    if (old.get("seed"), old.get("scene_config"), old.get("texture_recipe", 1)) != (seed, asked, recipe):
+    # an option added later (e.g. flat_fraction) is absent from older manifests: its default
+    # draws what they drew
+    drawn = old.get("scene_config")
+    if isinstance(drawn, dict):
+        drawn = {**json.loads(json.dumps(SceneConfig().to_dict())), **drawn}
+    if (old.get("seed"), drawn, old.get("texture_recipe", 1)) != (seed, asked, recipe):
         raise ValueError(
             f"{out} holds shards rendered with another seed, scene config or texture recipe "
             f"(manifest: seed {old.get('seed')}, texture recipe {old.get('texture_recipe', 1)}; "

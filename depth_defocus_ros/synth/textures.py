@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TEXTURE_RECIPE", "TextureBank", "procedural_texture", "load_photo_textures", "mirror_to"]
+__all__ = ["TEXTURE_RECIPE", "TextureBank", "procedural_texture", "flat_texture", "load_photo_textures", "mirror_to"]
 
 # Bumped whenever the textures a seed draws change; datasets record it (``render``) and cached
 # held-out sets rendered with another recipe are rendered again. 2: procedural noise down to the
@@ -165,6 +165,31 @@ def procedural_texture(size: int, gen: torch.Generator) -> torch.Tensor:
     return tex.clamp(0, 1)
 
 
+def flat_texture(size: int, gen: torch.Generator) -> torch.Tensor:
+    """A surface with no texture (3, size, size), sRGB in [0, 1]: a painted wall, a panel, a poster.
+
+    Half are one colour under a gentle linear shading (up to +-25 % across the texture: uneven
+    light); half are two or three flat colours with pixel-sharp boundaries (thresholded smooth
+    noise: painted panels, tiles, print). Real scenes are full of such surfaces, which show their
+    blur only at their boundaries; textures with detail everywhere teach a reader that a flat
+    region is a blurred one. A linear ramp stays a linear ramp under any disc blur, so the CoC
+    label is right whatever it is."""
+    r = lambda: float(torch.rand((), generator=gen))  # noqa: E731
+    yy, xx = torch.meshgrid(torch.linspace(-0.5, 0.5, size), torch.linspace(-0.5, 0.5, size), indexing="ij")
+    ang = 2 * np.pi * r()
+    shade = 1.0 + 0.5 * r() * (xx * np.cos(ang) + yy * np.sin(ang))  # (size, size), 0.75-1.25
+    colours = torch.rand(3, 3, generator=gen)  # (colour, rgb)
+    if r() < 0.5:
+        tex = colours[0, :, None, None] * shade
+    else:
+        cells = int(torch.randint(2, 7, (1,), generator=gen))
+        smooth = F.interpolate(torch.rand(1, 1, cells, cells, generator=gen), size=(size, size), mode="bicubic")[0, 0]
+        lo, mid = torch.quantile(smooth.flatten()[:: max(1, size * size // 4096)], torch.tensor([0.35, 0.7]))
+        region = (smooth > lo).long() + (smooth > mid).long() if r() < 0.5 else (smooth > mid).long()
+        tex = colours[region].permute(2, 0, 1) * shade
+    return tex.clamp(0, 1)
+
+
 def mirror_to(img: torch.Tensor, size: int) -> torch.Tensor:
     """(3, h, w) -> at least (3, size, size), by mirror tiling (never magnifying)."""
     while img.shape[1] < size:
@@ -180,6 +205,8 @@ class TextureBank:
     Args:
         size: texture side (px).
         photo_fraction: share of photographic textures (when photos are available).
+        flat_fraction: share of textureless surfaces (:func:`flat_texture`), drawn first; 0 draws
+            exactly what the recipe drew before the option existed.
         photo_folder: optional extra folder of photographs.
         pool: number of textures held at once.
     """
@@ -191,8 +218,10 @@ class TextureBank:
         photo_folder: str | None = None,
         pool: int = 48,
         use_photos: bool = True,
+        flat_fraction: float = 0.0,
     ) -> None:
         self.size = size
+        self.flat_fraction = flat_fraction
         self.photo_fraction = photo_fraction if use_photos else 0.0
         self.photos = load_photo_textures(photo_folder) if use_photos else []
         self.pool = pool
@@ -225,6 +254,9 @@ class TextureBank:
     def refresh(self, gen: torch.Generator) -> None:
         texs = []
         for _ in range(self.pool):
+            if self.flat_fraction > 0 and float(torch.rand((), generator=gen)) < self.flat_fraction:
+                texs.append(flat_texture(self.size, gen))
+                continue
             use_photo = self.photos and float(torch.rand((), generator=gen)) < self.photo_fraction
             texs.append(self._photo_crop(gen) if use_photo else procedural_texture(self.size, gen))
         self._bank = torch.stack(texs)
