@@ -140,7 +140,9 @@ def cmd_train_reader(args) -> int:
 def cmd_render_patches(args) -> int:
     from .learn.patches import PatchConfig, render_patch_shards
 
-    config = PatchConfig(small_share=args.small_share, small_max_px=args.small_max_px)
+    config = PatchConfig(
+        small_share=args.small_share, small_max_px=args.small_max_px, flat_leaf_share=args.flat_leaf_share
+    )
     render_patch_shards(args.out, args.shards, args.tiles_per_shard, args.seed, config, args.workers)
     return 0
 
@@ -230,6 +232,12 @@ def _add_render_patches_parser(sub) -> None:
         "the rest are log-uniform up to the largest CoC (the CoC prior the reader learns)",
     )
     rp.add_argument("--small-max-px", type=float, default=d.small_max_px)
+    rp.add_argument(
+        "--flat-leaf-share",
+        type=float,
+        default=d.flat_leaf_share,
+        help="share of leaves of one colour (no texture: what the reader answers where a patch shows no evidence)",
+    )
     rp.set_defaults(func=cmd_render_patches)
 
 

@@ -274,6 +274,31 @@ def test_render_patches_cli_sets_the_coc_prior(tmp_path):
     assert main([*args[:2], str(tmp_path / "d"), *args[3:]]) == 0
     d = json.loads((tmp_path / "d" / "manifest.json").read_text())["config"]
     assert (d["small_share"], d["small_max_px"]) == (PatchConfig().small_share, PatchConfig().small_max_px)
+    assert d["flat_leaf_share"] == PatchConfig().flat_leaf_share
+
+
+def test_render_patches_cli_sets_the_flat_leaf_share(tmp_path):
+    """``--flat-leaf-share`` reaches the manifest, and the share reaches the tiles: with 1 every
+    leaf is one colour, so the scenes under the blur hold far more pixels without texture (zero
+    Laplacian) than with 0."""
+    from depth_defocus_ros.cli import main
+    from depth_defocus_ros.synth.camera import Rand
+
+    out = tmp_path / "p"
+    args = ["render-patches", "--out", str(out), "--shards", "1", "--tiles-per-shard", "2", "--seed", "3"]
+    assert main([*args, "--flat-leaf-share", "0.7"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["flat_leaf_share"] == 0.7
+    flat = {}
+    for share in (0.0, 1.0):
+        maker, gen = TileMaker(PatchConfig(flat_leaf_share=share), photos=[]), torch.Generator().manual_seed(4)
+        shares = []
+        for _ in range(8):
+            img, _ = maker.scene(Rand(gen), 96, 1.0)  # (3, 96, 96) linear RGB, before blur and noise
+            c = img[:, 1:-1, 1:-1]
+            lap = img[:, 1:-1, :-2] + img[:, 1:-1, 2:] + img[:, :-2, 1:-1] + img[:, 2:, 1:-1] - 4 * c
+            shares.append(float((lap.abs().amax(0) < 1e-6).float().mean()))
+        flat[share] = float(np.mean(shares))
+    assert flat[1.0] > flat[0.0] + 0.2, flat
 
 
 def test_stage_readings_name_every_stage_and_the_table_measures_each():
