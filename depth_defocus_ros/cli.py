@@ -141,7 +141,10 @@ def cmd_render_patches(args) -> int:
     from .learn.patches import PatchConfig, render_patch_shards
 
     config = PatchConfig(
-        small_share=args.small_share, small_max_px=args.small_max_px, flat_leaf_share=args.flat_leaf_share
+        small_share=args.small_share,
+        small_max_px=args.small_max_px,
+        flat_leaf_share=args.flat_leaf_share,
+        flat_region_share=args.flat_region_share,
     )
     render_patch_shards(args.out, args.shards, args.tiles_per_shard, args.seed, config, args.workers)
     return 0
@@ -237,6 +240,12 @@ def _add_render_patches_parser(sub) -> None:
         type=float,
         default=d.flat_leaf_share,
         help="share of leaves of one colour (no texture: what the reader answers where a patch shows no evidence)",
+    )
+    rp.add_argument(
+        "--flat-region-share",
+        type=float,
+        default=d.flat_region_share,
+        help="share of tiles with a textureless surface in front, wider than the reader's view",
     )
     rp.set_defaults(func=cmd_render_patches)
 

@@ -301,6 +301,36 @@ def test_render_patches_cli_sets_the_flat_leaf_share(tmp_path):
     assert flat[1.0] > flat[0.0] + 0.2, flat
 
 
+def test_flat_regions_leave_the_reader_views_without_texture():
+    """``flat_region_share``: tiles with a textureless surface in front that is wider than the
+    reader's view, so that some patches show nothing within 8 px of a pixel (the case a flat wall
+    is on a real photograph); with 0 no tile has such pixels."""
+    from depth_defocus_ros.synth.camera import Rand
+
+    empty = {}
+    for share in (0.0, 1.0):
+        cfg = PatchConfig(flat_region_share=share, flat_leaf_share=0.0)
+        maker, gen = TileMaker(cfg, photos=[]), torch.Generator().manual_seed(4)
+        shares = []
+        for _ in range(8):
+            img, coc = maker.scene(Rand(gen), 96, 1.0)  # before blur and noise
+            c = img[:, 1:-1, 1:-1]
+            lap = (img[:, 1:-1, :-2] + img[:, 1:-1, 2:] + img[:, :-2, 1:-1] + img[:, 2:, 1:-1] - 4 * c).abs().amax(0)
+            textured = torch.nn.functional.max_pool2d((lap > 1e-6).float()[None, None], 17, 1, 8)[0, 0]
+            shares.append(float((textured == 0).float().mean()))
+        empty[share] = float(np.mean(shares))
+    assert empty[0.0] == 0.0 and empty[1.0] > 0.15, empty
+
+
+def test_render_patches_cli_passes_the_flat_region_share(tmp_path):
+    from depth_defocus_ros.cli import main
+
+    out = tmp_path / "p"
+    args = ["render-patches", "--out", str(out), "--shards", "1", "--tiles-per-shard", "2", "--seed", "3"]
+    assert main([*args, "--flat-region-share", "0.4"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["flat_region_share"] == 0.4
+
+
 def test_stage_readings_name_every_stage_and_the_table_measures_each():
     from depth_defocus_ros.evaluation.stages import STAGES, StageTable, format_stage_table, stage_readings
 

@@ -60,6 +60,10 @@ class PatchConfig:
     layers: tuple = (1, 4)  # depth layers of leaves per tile (inclusive)
     leaves: tuple = (3, 40)
     flat_leaf_share: float = 0.2  # leaves of one colour (no texture: the blur cannot be read there)
+    # tiles with a textureless surface in front, wider than the reader's view (radius 0.5-1 tile):
+    # without them no patch shows nothing at all but a strongly blurred texture, and the reader
+    # reads any flat region as very blurred. 0 draws what the shipped reader was trained on.
+    flat_region_share: float = 0.0
     ramp_share: float = 0.3  # tiles whose background CoC slopes across the tile
     photo_share: float = 0.65  # textured leaves cut from photographs (else procedural)
     photo_downscale: tuple = (1.5, 4.0)  # photographs are reduced (sharper than the originals), never magnified
@@ -157,6 +161,11 @@ class TileMaker:
                 colour = (textures[layer] * (0.6 + 0.8 * torch.rand(3, 1, 1, generator=r.gen))).clamp(0, 1)
             img = img * (1 - alpha) + colour * alpha
             s_map = torch.where(alpha > 0.5, torch.full_like(s_map, s_layers[layer]), s_map)
+        if c.flat_region_share > 0 and r.u() < c.flat_region_share:  # on the front layer
+            alpha = _leaf_alpha(size, r, r.u(0.5, 1.0) * size)[None]
+            colour = srgb_to_linear(torch.rand(3, 1, 1, generator=r.gen)).expand(3, size, size)
+            img = img * (1 - alpha) + colour * alpha
+            s_map = torch.where(alpha > 0.5, torch.full_like(s_map, s_layers[-1]), s_map)
         return img, s_map
 
     def tile(self, gen: torch.Generator):
