@@ -277,6 +277,12 @@ def test_render_patches_cli_sets_the_coc_prior(tmp_path):
     assert d["flat_leaf_share"] == PatchConfig().flat_leaf_share
 
 
+def _abs_laplacian(img: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) -> (H - 2, W - 2): the largest absolute discrete Laplacian over the channels."""
+    c = img[:, 1:-1, 1:-1]
+    return (img[:, 1:-1, :-2] + img[:, 1:-1, 2:] + img[:, :-2, 1:-1] + img[:, 2:, 1:-1] - 4 * c).abs().amax(0)
+
+
 def test_render_patches_cli_sets_the_flat_leaf_share(tmp_path):
     """``--flat-leaf-share`` reaches the manifest, and the share reaches the tiles: with 1 every
     leaf is one colour, so the scenes under the blur hold far more pixels without texture (zero
@@ -294,9 +300,7 @@ def test_render_patches_cli_sets_the_flat_leaf_share(tmp_path):
         shares = []
         for _ in range(8):
             img, _ = maker.scene(Rand(gen), 96, 1.0)  # (3, 96, 96) linear RGB, before blur and noise
-            c = img[:, 1:-1, 1:-1]
-            lap = img[:, 1:-1, :-2] + img[:, 1:-1, 2:] + img[:, :-2, 1:-1] + img[:, 2:, 1:-1] - 4 * c
-            shares.append(float((lap.abs().amax(0) < 1e-6).float().mean()))
+            shares.append(float((_abs_laplacian(img) < 1e-6).float().mean()))
         flat[share] = float(np.mean(shares))
     assert flat[1.0] > flat[0.0] + 0.2, flat
 
@@ -314,10 +318,8 @@ def test_flat_regions_leave_the_reader_views_without_texture():
         shares = []
         for _ in range(8):
             img, coc = maker.scene(Rand(gen), 96, 1.0)  # before blur and noise
-            c = img[:, 1:-1, 1:-1]
-            lap = (img[:, 1:-1, :-2] + img[:, 1:-1, 2:] + img[:, :-2, 1:-1] + img[:, 2:, 1:-1] - 4 * c).abs().amax(0)
-            textured = torch.nn.functional.max_pool2d((lap > 1e-6).float()[None, None], 17, 1, 8)[0, 0]
-            shares.append(float((textured == 0).float().mean()))
+            textured = torch.nn.functional.max_pool2d((_abs_laplacian(img) > 1e-6).float()[None, None], 17, 1, 8)
+            shares.append(float((textured[0, 0] == 0).float().mean()))
         empty[share] = float(np.mean(shares))
     assert empty[0.0] == 0.0 and empty[1.0] > 0.15, empty
 
