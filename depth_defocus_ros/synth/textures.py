@@ -168,16 +168,16 @@ def procedural_texture(size: int, gen: torch.Generator) -> torch.Tensor:
 def flat_texture(size: int, gen: torch.Generator) -> torch.Tensor:
     """A surface with no texture (3, size, size), sRGB in [0, 1]: a painted wall, a panel, a poster.
 
-    Half are one colour under a gentle linear shading (up to +-25 % across the texture: uneven
-    light); half are two or three flat colours with pixel-sharp boundaries (thresholded smooth
-    noise: painted panels, tiles, print). Real scenes are full of such surfaces, which show their
-    blur only at their boundaries; textures with detail everywhere teach a reader that a flat
-    region is a blurred one. A linear ramp stays a linear ramp under any disc blur, so the CoC
-    label is right whatever it is."""
+    Half are one colour under a gentle linear shading (up to +-25 % along the shading's direction,
+    +-35 % at the corners: uneven light); half are two or three flat colours with pixel-sharp
+    boundaries (thresholded smooth noise: painted panels, tiles, print). Real scenes are full of
+    such surfaces, which show their blur only at their boundaries; textures with detail everywhere
+    teach a reader that a flat region is a blurred one. A linear ramp stays a linear ramp under any
+    disc blur, so the CoC label is right whatever it is."""
     r = lambda: float(torch.rand((), generator=gen))  # noqa: E731
     yy, xx = torch.meshgrid(torch.linspace(-0.5, 0.5, size), torch.linspace(-0.5, 0.5, size), indexing="ij")
     ang = 2 * np.pi * r()
-    shade = 1.0 + 0.5 * r() * (xx * np.cos(ang) + yy * np.sin(ang))  # (size, size), 0.75-1.25
+    shade = 1.0 + 0.5 * r() * (xx * np.cos(ang) + yy * np.sin(ang))  # (size, size): 1 +- 0.35
     colours = torch.rand(3, 3, generator=gen)  # (colour, rgb)
     if r() < 0.5:
         tex = colours[0, :, None, None] * shade
