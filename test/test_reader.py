@@ -13,6 +13,7 @@ import torch
 
 from depth_defocus_ros.estimate.estimator import Estimator
 from depth_defocus_ros.learn.patches import PatchConfig, TileMaker, load_patches, render_patch_shards
+from depth_defocus_ros.learn.train_refiner import bin_weights
 from depth_defocus_ros.model.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from depth_defocus_ros.reading.reader import (
     BlurReader,
@@ -23,6 +24,7 @@ from depth_defocus_ros.reading.reader import (
     laplace_nll,
     read_defocus,
     read_levels,
+    spread,
 )
 from depth_defocus_ros.reading.reblur import luminance
 from depth_defocus_ros.reading.refiner import MAX_LEVELS, N_FEATURES, Refiner
@@ -127,6 +129,49 @@ def test_refiner_blends_only_the_readings_it_is_given():
     assert read_defocus(reader, img).coc.shape == (1, 1, 96, 128)
 
 
+def _two_readings(c_left: float, c_right: float, rel_sigma: float, size: int = 32):
+    """A reading of ``c_left`` px on the left half and ``c_right`` px on the right, both with the
+    same sigma relative to CoC + 1 px, on a flat guide (no image edge between them)."""
+    coc = torch.full((1, 1, size, size), c_left)
+    coc[..., size // 2 :] = c_right
+    return coc, rel_sigma * (coc + 1.0), torch.full((1, 3, size, size), 0.5)
+
+
+def test_log_domain_spread_weighs_every_blur_size_alike():
+    """Readings of 3 and 12 px with the same relative sigma (20 % of CoC + 1 px): spread in px, the
+    neighbourhood leans to the 3 px reading (its sigma in px is 4/13 of the other's, its weight
+    10.6x at power 1: a large blur is outweighed by small ones around it); spread as log CoC, both
+    weigh alike and the neighbourhood's mean is their mean in log(CoC + 1 px)."""
+    coc, sigma, guide = _two_readings(3.0, 12.0, 0.2)
+    far = 1e4  # a reach beyond the image: every reading is in every pixel's neighbourhood
+    px_mean = spread(coc, sigma, guide, far, 0.4, 1.0, "px")[3]
+    log_mean = spread(coc, sigma, guide, far, 0.4, 1.0, "log")[3]
+    w = (13 / 4) ** 2
+    assert float(px_mean.mean()) == pytest.approx((w * 3 + 12) / (w + 1), rel=1e-3)
+    assert float(log_mean.mean()) == pytest.approx(math.sqrt(4 * 13) - 1, rel=1e-3)
+    # a uniform reading is returned as it is, with its own sigma, in both domains
+    flat = torch.full((1, 1, 16, 16), 7.0)
+    for domain in ("px", "log"):
+        fused, sd, own = spread(flat, 0.1 * flat, guide[..., :16, :16], 12.0, 0.4, 2.0, domain)[:3]
+        assert torch.allclose(fused, flat, rtol=1e-4) and torch.allclose(sd, 0.1 * flat, rtol=1e-2)
+    with pytest.raises(ValueError, match="spread domain"):
+        spread(flat, flat, guide[..., :16, :16], 12.0, 0.4, 1.0, "linear")
+
+
+def test_refiner_bin_weights_flatten_the_scenes_mix_of_blur_sizes():
+    """Cells whose true CoC falls in bins of frequency 0.6, 0.3, 0.1: balance 0 weighs every cell 1,
+    balance 1 gives each bin the same total weight; the cells' mean weight is 1 either way."""
+    target = torch.tensor([0.5] * 6 + [1.5] * 3 + [10.0]).view(1, 1, 1, 10)
+    data = [(None, None, target, torch.ones_like(target))]
+    freq = torch.tensor([0.6, 0.3, 0.1])
+    used = [0, 1, 6]  # bins 0-1, 1-2 and 8-12 px
+    w0, w1 = bin_weights(data, 0.0), bin_weights(data, 1.0)
+    assert torch.allclose(w0[used], torch.ones(3)) and float(w0.sum()) == pytest.approx(3.0)
+    share = w1[used] * freq
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=1e-6)
+    assert float((w1[used] * freq).sum()) == pytest.approx(1.0)
+
+
 def test_box_mean_is_the_border_clipped_window_mean():
     y = torch.rand(2, 1, 37, 50)
     for k in (3, 15):
@@ -216,9 +261,15 @@ def test_train_reader_resume_and_outputs(patches, tmp_path):
         "8",
         "--refine-candidates",
         "6",
+        "--refine-balance",
+        "1",
+        "--spread-domain",
+        "log",
     )
     st2 = load_checkpoint(tmp_path / "st2" / "best.pt")
     assert st2["reader_config"]["refine_candidates"] == 6 and st2["refine_args"]["candidates"] == 6
+    assert st2["refine_args"]["balance"] == 1.0 and st2["reader_config"]["spread_domain"] == "log"
+    assert math.isfinite(st2["metrics"]["nll_weighted"]) and math.isfinite(st2["metrics"]["nll"])
     lv = load_checkpoint(out / "best.pt")
     assert st2["reader_config"]["refine_channels"] == 8 and any(k.startswith("refiner.") for k in st2["reader_state"])
     assert all(torch.equal(st2["reader_state"][k], v) for k, v in lv["reader_state"].items())

@@ -76,6 +76,20 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
         help="readings the refiner blends: 2 (near and far spread) or 6 (+ every pyramid level's own reading)",
     )
     p.add_argument(
+        "--spread-domain",
+        choices=["px", "log"],
+        default=None,
+        help="stage 2: spread the readings as CoC px (weights: variance in px^2) or as log CoC (weights: "
+        "relative variance) (default: --init's)",
+    )
+    p.add_argument(
+        "--refine-balance",
+        type=float,
+        default=0.0,
+        help="stage 2: weigh each true-CoC bin by its frequency in the scenes to the power -B "
+        "(0: the scenes' own mix of blur sizes; 1: every bin alike)",
+    )
+    p.add_argument(
         "--calibration-scenes",
         type=int,
         default=64,

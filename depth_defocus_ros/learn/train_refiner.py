@@ -7,6 +7,13 @@ grid cell. The last tenth of the scenes validates; the best refiner (lowest vali
 into ``RUN/best.pt`` together with the frozen level CNN: one reader checkpoint. Scene folders are
 shards from ``depth-defocus render`` (or any dataset with depth, lens and fx).
 
+The scenes' mix of blur sizes is a prior, and a likelihood fit learns it: where half the pixels
+are sharp, a refiner learns to read any doubtful blur small, which compresses large blur on images
+with another mix (a photograph). ``--refine-balance B`` weighs each grid cell by
+``frequency(true-CoC bin) ** -B`` (the bins of :data:`.cocreading.READ_BINS_PX`, counted over
+the training scenes, weights averaging 1): 0 fits the scenes' own mix, 1 gives every bin the same
+weight (a flat prior over the bins).
+
 Minutes of CPU: the features are a few MB per hundred scenes, and the refiner is small. One
 process (no DDP: the job is too small to share); CUDA when present.
 """
@@ -25,6 +32,7 @@ from ..estimate.estimator import select_device
 from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 from ..reading.reader import BlurReader, ReaderConfig, grid_features, laplace_nll
 from ..reading.refiner import Refiner
+from .cocreading import READ_BINS_PX
 from .datasets import ShardDataset
 
 __all__ = ["scene_features", "train_refiner"]
@@ -52,10 +60,34 @@ def scene_features(reader: BlurReader, roots, device, batch: int = 8) -> list:
     return out
 
 
-def _nll(refiner, feats, cands, target, share):
+def bin_weights(data: list, balance: float) -> torch.Tensor:
+    """Weight per true-CoC bin (:data:`READ_BINS_PX`): ``frequency ** -balance`` over the cells of
+    ``data`` (:func:`scene_features`' tuples) that count, scaled so that the cells' mean weight is 1.
+    Bins no cell falls in get weight 0."""
+    edges = torch.tensor(READ_BINS_PX[1:-1])
+    counts = torch.zeros(len(READ_BINS_PX) - 1, dtype=torch.float64)
+    for _, _, target, share in data:
+        counts += torch.bincount(torch.bucketize(target[share > 0.5], edges, right=True), minlength=len(counts))
+    freq = counts / counts.sum().clamp_min(1.0)
+    w = torch.where(counts > 0, freq.clamp_min(1e-12) ** -balance, torch.zeros_like(freq))
+    return (w / (w * freq).sum()).float()
+
+
+def _cell_nll(refiner, feats, cands, target, share, weights=None):
+    """Laplace NLL of every cell with ground truth, each cell's weight (its true-CoC bin's, or 1),
+    the readings and the mask."""
     coc, sigma = refiner(feats.float(), cands)
     m = share > 0.5
-    return laplace_nll(coc[m], sigma[m], target[m]).mean(), coc, sigma, m
+    nll = laplace_nll(coc[m], sigma[m], target[m])
+    if weights is None:
+        return nll, torch.ones_like(nll), coc, sigma, m
+    edges = torch.tensor(READ_BINS_PX[1:-1], device=nll.device)
+    return nll, weights.to(nll.device)[torch.bucketize(target[m], edges, right=True)], coc, sigma, m
+
+
+def _loss(refiner, batch, weights=None) -> torch.Tensor:
+    nll, w = _cell_nll(refiner, *batch, weights=weights)[:2]
+    return (w * nll).sum() / w.sum().clamp_min(1e-6)
 
 
 def train_refiner(args) -> int:
@@ -73,6 +105,7 @@ def train_refiner(args) -> int:
             "refine_channels": args.refine_channels,
             "refine_candidates": args.refine_candidates,
             "sigma_scale": 1.0,
+            **({"spread_domain": args.spread_domain} if args.spread_domain else {}),
         }
     )
     reader.config = cfg
@@ -80,6 +113,9 @@ def train_refiner(args) -> int:
     data = scene_features(reader, args.refine_data, device)
     n_val = max(1, len(data) // 10)
     train, val = data[:-n_val], data[-n_val:]
+    weights = bin_weights(train, args.refine_balance) if args.refine_balance else None
+    if weights is not None:
+        print("true-CoC bin weights: " + " ".join(f"{w:.2f}" for w in weights.tolist()))
     torch.manual_seed(args.seed)
     refiner = Refiner(args.refine_channels, candidates=args.refine_candidates).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -91,20 +127,20 @@ def train_refiner(args) -> int:
         batch = [t.to(device) for t in train[int(torch.randint(len(train), (1,), generator=gen))]]
         if int(torch.randint(2, (1,), generator=gen)):
             batch = [t.flip(-1) for t in batch]
-        loss = _nll(refiner, *batch)[0]
+        loss = _loss(refiner, batch, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % args.val_every == 0 or step == args.steps:
-            res = _validate(refiner, val, device)
+            res = _validate(refiner, val, device, weights)
             log.write(json.dumps({"kind": "val", "step": step, "time_s": round(time.time() - t0, 1), **res}) + "\n")
             log.flush()
             print(
-                f"refiner step {step}: val NLL {res['nll']:.3f} MAE {res['mae']:.3f} px, "
-                f"within sigma {res['within']:.2f}"
+                f"refiner step {step}: val NLL {res['nll']:.3f} (weighted {res['nll_weighted']:.3f}) "
+                f"MAE {res['mae']:.3f} px, within sigma {res['within']:.2f}"
             )
-            if res["nll"] < best:
-                best = res["nll"]
+            if res["nll_weighted"] < best:
+                best = res["nll_weighted"]
                 _save_best(out / "best.pt", init, reader, refiner, cfg, step, res, args)
     log.close()
     return 0
@@ -121,6 +157,7 @@ def _save_best(path, init: dict, reader, refiner, cfg: ReaderConfig, step: int, 
         "lr": args.lr,
         "channels": args.refine_channels,
         "candidates": args.refine_candidates,
+        "balance": args.refine_balance,
         "seed": args.seed,
     }
     save_checkpoint(path, ck)
@@ -128,13 +165,14 @@ def _save_best(path, init: dict, reader, refiner, cfg: ReaderConfig, step: int, 
 
 
 @torch.no_grad()
-def _validate(refiner, val, device) -> dict:
-    nll = mae = within = n = 0.0
+def _validate(refiner, val, device, weights=None) -> dict:
+    """NLL (plain, and weighted by true-CoC bin: the training objective), MAE (px) and the share
+    of errors within sigma over the validation scenes."""
+    nll = nll_w = w_sum = mae = within = n = 0.0
     for batch in val:
         batch = [t.to(device) for t in batch]
-        loss, coc, sigma, m = _nll(refiner, *batch)
-        k = float(m.sum())
+        cell, w, coc, sigma, m = _cell_nll(refiner, *batch, weights=weights)
         err = (coc[m] - batch[2][m]).abs()
-        nll, mae = nll + float(loss) * k, mae + float(err.sum())
-        within, n = within + float((err <= sigma[m]).sum()), n + k
-    return {"nll": nll / n, "mae": mae / n, "within": within / n}
+        nll, nll_w, w_sum = nll + float(cell.sum()), nll_w + float((w * cell).sum()), w_sum + float(w.sum())
+        mae, within, n = mae + float(err.sum()), within + float((err <= sigma[m]).sum()), n + cell.numel()
+    return {"nll": nll / n, "nll_weighted": nll_w / w_sum, "mae": mae / n, "within": within / n}

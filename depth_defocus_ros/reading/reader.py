@@ -68,6 +68,10 @@ class ReaderConfig:
     spread_sigma_s: float = 12.0  # px (on that grid): extent of the edge-aware spread
     spread_sigma_r: float = 0.4  # guide step (summed sRGB) that costs spread_sigma_s px
     spread_power: float = 1.0  # weight of a reading in the spread: variance ** -spread_power
+    # "px": readings are spread as CoC (px), weighted by their variance in px^2 (a large blur, with
+    # its large sigma in px, weighs little against small readings around it); "log": as
+    # log(CoC + 1 px), weighted by their relative variance (every blur size weighs alike)
+    spread_domain: str = "px"
     sigma_scale: float = 1.0  # calibration of the final sigma (fitted on synthetic scenes)
     refine_channels: int = 0  # width of the stage-2 refiner (:mod:`.refiner`); 0: the rule-based spread
     refine_candidates: int = 2  # readings the refiner blends: 2 (near, far) or 6 (+ every level's own)
@@ -110,6 +114,9 @@ class BlurReader(nn.Module):
         coc = F.softplus(o[:, :1]) * cfg.coc_unit
         sigma = cfg.sigma_floor + F.softplus(o[:, 1:2]) * (cfg.coc_unit / 4)
         return coc, sigma
+
+
+LOG_OFFSET_PX = 1.0  # px: the log-domain spread reads log(CoC + this), finite at a sharp pixel
 
 
 def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -196,12 +203,21 @@ def fuse_levels(levels: list, size: tuple, switch_px: float = 10.0, width_px: fl
     return mean, (second - mean * mean).clamp_min(1e-8).sqrt()
 
 
-def spread(coc, sigma, guide, sigma_s: float, sigma_r: float, power: float = 1.0):
+def spread(coc, sigma, guide, sigma_s: float, sigma_r: float, power: float = 1.0, domain: str = "px"):
     """Combine each pixel's reading with its edge-bounded neighbourhood's (see module doc).
 
     Readings weigh ``variance ** -power`` in the neighbourhood. Returns CoC (px), sigma (px), the
     share of the pixel's own reading in [0, 1], and the neighbourhood's mean (px), standard
-    deviation (px) and support (summed weight)."""
+    deviation (px) and support (summed weight). ``domain`` ``log`` spreads ``u = log(CoC + 1 px)``
+    with its standard deviation ``sigma / (CoC + 1 px)`` (to first order) and maps the results
+    back to px."""
+    if domain == "log":
+        u, sigma_u = torch.log(coc + LOG_OFFSET_PX), sigma / (coc + LOG_OFFSET_PX)
+        fu, sd_u, own, mean_u, sd_nu, support = spread(u, sigma_u, guide, sigma_s, sigma_r, power)
+        fused, mean_n = torch.exp(fu) - LOG_OFFSET_PX, torch.exp(mean_u) - LOG_OFFSET_PX
+        return fused, sd_u * (fused + LOG_OFFSET_PX), own, mean_n, sd_nu * (mean_n + LOG_OFFSET_PX), support
+    if domain != "px":
+        raise ValueError(f"spread domain must be 'px' or 'log', got {domain!r}")
     var = sigma * sigma
     w = var.pow(-power)
     moments, support = propagate(torch.cat([coc, coc * coc, var], 1), w, guide, sigma_s, sigma_r)
@@ -230,7 +246,7 @@ def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
     levels = [(c.float(), s.float()) for c, s in read_levels(reader, y.to(next(reader.parameters()).dtype))]
     coc, sigma = fuse_levels(levels, grid, cfg.level_switch_px, cfg.level_switch_width)
     guide = F.interpolate(image_srgb.float(), size=grid, mode="area")
-    near = spread(coc, sigma, guide, cfg.spread_sigma_s, cfg.spread_sigma_r, cfg.spread_power)
+    near = spread(coc, sigma, guide, cfg.spread_sigma_s, cfg.spread_sigma_r, cfg.spread_power, cfg.spread_domain)
     far = spread(coc, sigma, guide, 8 * cfg.spread_sigma_s, cfg.spread_sigma_r, 3.0)
     feats, level_cocs = [], []
     for lev in range(MAX_LEVELS):
