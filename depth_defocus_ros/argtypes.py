@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive"]
+__all__ = ["positive", "positive_range"]
 
 
 def positive(name: str, typ=float):
@@ -23,3 +23,14 @@ def positive(name: str, typ=float):
         return x
 
     return conv
+
+
+def positive_range(text: str) -> tuple:
+    """An argparse ``type=`` for ``LO,HI``: two numbers with ``0 < LO <= HI``."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, got {text!r}")
+    return (lo, hi)

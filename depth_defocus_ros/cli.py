@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .argtypes import positive
+from .argtypes import positive, positive_range
 from .estimate.depthmap import FOCUS_SIDES
 
 __all__ = ["main", "build_parser"]
@@ -145,6 +145,7 @@ def cmd_render_patches(args) -> int:
         small_max_px=args.small_max_px,
         flat_leaf_share=args.flat_leaf_share,
         flat_region_share=args.flat_region_share,
+        photo_downscale=tuple(args.photo_downscale),
     )
     render_patch_shards(args.out, args.shards, args.tiles_per_shard, args.seed, config, args.workers)
     return 0
@@ -246,6 +247,14 @@ def _add_render_patches_parser(sub) -> None:
         type=float,
         default=d.flat_region_share,
         help="share of tiles with a textureless surface in front, wider than the reader's view",
+    )
+    rp.add_argument(
+        "--photo-downscale",
+        type=positive_range,
+        default=d.photo_downscale,
+        metavar="LO,HI",
+        help="photographs are reduced by a factor drawn log-uniformly from LO-HI (>= 1: never magnified); "
+        "a coarse pyramid level sees a photograph reduced 2^level times more than the finest",
     )
     rp.set_defaults(func=cmd_render_patches)
 

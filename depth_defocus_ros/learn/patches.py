@@ -66,7 +66,9 @@ class PatchConfig:
     flat_region_share: float = 0.0
     ramp_share: float = 0.3  # tiles whose background CoC slopes across the tile
     photo_share: float = 0.65  # textured leaves cut from photographs (else procedural)
-    photo_downscale: tuple = (1.5, 4.0)  # photographs are reduced (sharper than the originals), never magnified
+    # photographs are reduced (sharper than the originals, never magnified) by a factor drawn
+    # uniformly from this range; a pyramid level l sees them reduced 2^l times more
+    photo_downscale: tuple = (1.5, 4.0)
     psf_share: float = 0.5  # tiles whose blur spot is not the ideal disc
     chroma_share: float = 0.3  # tiles with a lateral chromatic shift (up to 0.6 px)
     noise_share: float = 0.75
@@ -75,6 +77,12 @@ class PatchConfig:
     demosaic_share: float = 0.5
     jpeg_share: float = 0.4
     jpeg_quality: tuple = (60, 95)
+
+    def __post_init__(self):
+        if not 1.0 <= self.photo_downscale[0] <= self.photo_downscale[1]:
+            raise ValueError(
+                f"photo_downscale must be LO,HI with 1 <= LO <= HI (never magnified), got {self.photo_downscale}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from ..argtypes import positive_range
 from ..optics import signed_defocus_px
 from .camera import CameraSampler, Rand
 from .layout import SceneLayout
@@ -87,16 +88,6 @@ class SceneConfig:
         return asdict(self)
 
 
-def _range(text: str) -> tuple:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
-    if not 0 < lo <= hi:
-        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, got {text!r}")
-    return (lo, hi)
-
-
 def add_scene_args(p: argparse.ArgumentParser) -> None:
     """The synthetic-scene options shared by ``render`` and ``train`` (defaults: SceneConfig's)."""
     d = SceneConfig()
@@ -129,14 +120,14 @@ def add_scene_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visible-blur-min-px", type=float, default=d.visible_blur_min_px)
     p.add_argument(
         "--noise-shot-range",
-        type=_range,
+        type=positive_range,
         default=d.noise_shot_range,
         metavar="LO,HI",
         help="Poisson noise gain range (linear intensity), drawn log-uniform",
     )
     p.add_argument(
         "--noise-read-range",
-        type=_range,
+        type=positive_range,
         default=d.noise_read_range,
         metavar="LO,HI",
         help="Gaussian read-noise variance range (linear intensity), drawn log-uniform",
