@@ -253,7 +253,7 @@ def _add_render_patches_parser(sub) -> None:
         type=positive_range,
         default=d.photo_downscale,
         metavar="LO,HI",
-        help="photographs are reduced by a factor drawn log-uniformly from LO-HI (>= 1: never magnified); "
+        help="photographs are reduced by a factor drawn uniformly from LO-HI (>= 1: never magnified); "
         "a coarse pyramid level sees a photograph reduced 2^level times more than the finest",
     )
     rp.set_defaults(func=cmd_render_patches)
