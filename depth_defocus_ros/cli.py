@@ -279,6 +279,13 @@ def _add_eval_parser(sub) -> None:
         "CoC plots (2-D histograms) are written next to it",
     )
     ev.add_argument("--focus-side", choices=FOCUS_SIDES, default="auto")
+    ev.add_argument(
+        "--learned-side",
+        choices=["checked", "on", "off"],
+        default="checked",
+        help="a reader's learned side of the focus plane: used only if its calibration check passed "
+        "(scripts/side_check.py), always, or never",
+    )
     ev.add_argument("--max-relative-error", type=positive("max relative error"), default=0.25)
     ev.add_argument(
         "--heldout",

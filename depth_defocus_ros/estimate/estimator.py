@@ -35,14 +35,30 @@ import torch.nn.functional as F
 from ..model.checkpoint import build_model, build_reader, load_checkpoint
 from ..optics import Lens, LensError, validate_fx
 from ..paths import default_model_path
-from ..reading.reader import read_defocus
+from ..reading.reader import read_defocus, read_with_side
 from ..reading.reblur import estimate_defocus
 from .depthmap import FOCUS_SIDES, compose_depth, side_probability
 
-__all__ = ["Estimator", "Prediction", "InputError", "select_device", "TRAINING_FREE", "DEFAULT_LONG_SIDE"]
+__all__ = [
+    "Estimator",
+    "learned_side_arg",
+    "Prediction",
+    "InputError",
+    "select_device",
+    "TRAINING_FREE",
+    "DEFAULT_LONG_SIDE",
+]
 
 TRAINING_FREE = "training-free"  # the model path that selects the estimator without a network
 DEFAULT_LONG_SIDE = 640  # px: processing cap of the training-free estimator
+
+
+LEARNED_SIDE_CHOICES = {"checked": None, "on": True, "off": False}  # CLI name -> Estimator(learned_side=)
+
+
+def learned_side_arg(args) -> bool | None:
+    """``Estimator.load``'s ``learned_side`` from a CLI's ``--learned-side`` (default ``checked``)."""
+    return LEARNED_SIDE_CHOICES[getattr(args, "learned_side", None) or "checked"]
 
 
 class InputError(ValueError):
@@ -148,6 +164,7 @@ class Estimator:
         half: bool = False,
         path=None,
         reader=None,
+        learned_side: bool | None = None,
     ):
         self.device = torch.device(device)
         self.path = path
@@ -162,11 +179,19 @@ class Estimator:
         self.max_depth_m = math.inf
         self.lens_ranges = ckpt.get("lens_ranges", {})
         self.kind = "network" if model is not None else "reader" if reader is not None else TRAINING_FREE
+        # the reader's learned side is used only where it passed its calibration check on the
+        # held-out sets (scripts/side_check.py writes it into the checkpoint); True/False override
+        passed = bool(ckpt.get("side_check", {}).get("passed", False))
+        has_head = reader is not None and reader.side is not None
+        self.learned_side = has_head and (passed if learned_side is None else bool(learned_side))
 
     @classmethod
-    def load(cls, path=None, device: str = "auto", half: bool | None = None) -> Estimator:
+    def load(
+        cls, path=None, device: str = "auto", half: bool | None = None, learned_side: bool | None = None
+    ) -> Estimator:
         """Load a checkpoint, ``"training-free"``, or None for the shipped default. fp16 on CUDA
-        unless ``half=False``."""
+        unless ``half=False``. ``learned_side``: None uses a reader's side head only if the
+        checkpoint records a passed calibration check (``side_check``); True / False force it."""
         dev = select_device(device)
         path = path or default_model_path()
         if str(path) == TRAINING_FREE:
@@ -175,7 +200,8 @@ class Estimator:
         ckpt = load_checkpoint(path)
         half = dev.type == "cuda" if half is None else half
         if ckpt["kind"] == "reader":
-            return cls(None, ckpt, dev, half=half, path=path, reader=build_reader(ckpt, path))
+            reader = build_reader(ckpt, path)
+            return cls(None, ckpt, dev, half=half, path=path, reader=reader, learned_side=learned_side)
         return cls(build_model(ckpt, path), ckpt, dev, half=half, path=path)
 
     @torch.no_grad()
@@ -190,6 +216,9 @@ class Estimator:
             coc (px), coc_sigma (px), prior P(behind) or None (no learned side), confidence; each
             (B, 1, H, W) float32.
         """
+        if self.reader is not None and self.learned_side:
+            est, p_behind = read_with_side(self.reader, x, lens_t, fx_t)
+            return est.coc, est.sigma, p_behind, est.confidence
         if self.reader is not None:
             est = read_defocus(self.reader, x)
             return est.coc, est.sigma, None, est.confidence

@@ -145,13 +145,13 @@ def format_report(name: str, res: dict) -> str:
 
 
 def run_eval(args) -> int:
-    from ..estimate.estimator import Estimator
+    from ..estimate.estimator import Estimator, learned_side_arg
 
     if args.real:
         from .realeval import run_real_eval
 
         return run_real_eval(args)
-    est = Estimator.load(args.model, device=args.device)
+    est = Estimator.load(args.model, device=args.device, learned_side=learned_side_arg(args))
     targets = []
     for name in args.heldout or []:
         root = ensure_heldout(name, args.cache, args.scenes)

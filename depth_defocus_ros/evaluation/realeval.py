@@ -321,13 +321,13 @@ def plot_sparsification(res: dict, path) -> None:
 
 
 def run_real_eval(args) -> int:
-    from ..estimate.estimator import TRAINING_FREE, Estimator
+    from ..estimate.estimator import TRAINING_FREE, Estimator, learned_side_arg
     from ..paths import default_model_path
 
     if args.real != "motorcycle":
         raise ValueError(f"unknown real benchmark {args.real!r}; available: motorcycle")
     default = str(args.model or default_model_path())
-    estimators = {default: Estimator.load(default, device=args.device)}
+    estimators = {default: Estimator.load(default, device=args.device, learned_side=learned_side_arg(args))}
     if default != TRAINING_FREE:
         estimators[TRAINING_FREE] = Estimator.load(TRAINING_FREE, device=args.device)
     readings: dict = {}

@@ -90,6 +90,14 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
         "(0: the scenes' own mix of blur sizes; 1: every bin alike)",
     )
     p.add_argument(
+        "--side-data",
+        action="append",
+        default=None,
+        help="train stage 3 (the side of the focus plane, depth_defocus_ros/reading/side.py) on these scene shard "
+        "folders, the --init reader's level CNN and refiner frozen",
+    )
+    p.add_argument("--side-channels", type=int, default=24, help="width of the stage-3 side head")
+    p.add_argument(
         "--calibration-scenes",
         type=int,
         default=64,
@@ -320,8 +328,15 @@ def _patch_config(root) -> dict:
 
 
 def run_reader_training(args) -> int:
-    if not args.data and not args.refine_data:
-        raise ValueError("train-reader needs --data (patches: the level CNN) or --refine-data (scenes: stage 2)")
+    if not args.data and not args.refine_data and not args.side_data:
+        raise ValueError(
+            "train-reader needs --data (patches: the level CNN), --refine-data (scenes: stage 2) "
+            "or --side-data (scenes: stage 3, the side)"
+        )
+    if args.side_data:
+        from .train_side import train_side
+
+        return train_side(args)  # keeps the init's sigma calibration: the head was fitted on it
     if args.refine_data:
         from .train_refiner import train_refiner
 

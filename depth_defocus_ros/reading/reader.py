@@ -38,9 +38,12 @@ import torch.nn.functional as F
 from .propagate import propagate
 from .reblur import DefocusEstimate, luminance, noise_sigma
 from .refiner import MAX_LEVELS, Refiner
+from .side import SideHead, side_inputs
 
 __all__ = [
     "ReaderConfig",
+    "read_with_side",
+    "refine",
     "BlurReader",
     "box_mean",
     "read_levels",
@@ -75,6 +78,7 @@ class ReaderConfig:
     sigma_scale: float = 1.0  # calibration of the final sigma (fitted on synthetic scenes)
     refine_channels: int = 0  # width of the stage-2 refiner (:mod:`.refiner`); 0: the rule-based spread
     refine_candidates: int = 2  # readings the refiner blends: 2 (near, far) or 6 (+ every level's own)
+    side_channels: int = 0  # width of the stage-3 side head (:mod:`.side`); 0: no learned side
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +99,7 @@ class BlurReader(nn.Module):
         self.blocks = nn.ModuleList(nn.Conv2d(ch, ch, 3, padding=d, dilation=d) for d in cfg.dilations)
         self.head = nn.Sequential(nn.Conv2d(ch, ch, 1), nn.ReLU(), nn.Conv2d(ch, 2, 1))
         self.refiner = Refiner(cfg.refine_channels, candidates=cfg.refine_candidates) if cfg.refine_channels else None
+        self.side = SideHead(cfg.side_channels) if cfg.side_channels else None
         # NHWC: the narrow convolutions run about twice as fast on CPU (oneDNN) and suit tensor cores
         self.to(memory_format=torch.channels_last)
 
@@ -266,19 +271,50 @@ def grid_features(reader: BlurReader, image_srgb: torch.Tensor):
     return torch.cat(feats, 1), torch.cat(candidates, 1), near[:3]
 
 
+def refine(reader: BlurReader, evidence) -> tuple:
+    """The final (CoC px, sigma px, own share) on the reader's grid from :func:`grid_features`'
+    ``evidence``: stage 2's where the reader has a refiner, else the rule-based spread's; sigma
+    calibrated (``sigma_scale``)."""
+    feats, candidates, (coc, sigma, own) = evidence
+    if reader.refiner is not None:
+        dt = next(reader.refiner.parameters()).dtype
+        coc, sigma = reader.refiner(feats.to(dt), candidates.to(dt))
+    return coc.float(), sigma.float() * reader.config.sigma_scale, own
+
+
+def _to_input(maps: torch.Tensor, grid: int, h: int, w: int) -> torch.Tensor:
+    size = (maps.shape[-2] * grid, maps.shape[-1] * grid)
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+
+
 @torch.no_grad()
 def read_defocus(reader: BlurReader, image_srgb: torch.Tensor, evidence=None) -> DefocusEstimate:
     """CoC (px), sigma (px) and confidence of an sRGB batch (B, 3, H, W) in [0, 1], at the input
     resolution (see module doc). ``evidence``: :func:`grid_features` of the same batch when the
     caller already has it (it is not computed again)."""
-    cfg = reader.config
     h, w = image_srgb.shape[-2:]
-    feats, candidates, (coc, sigma, own) = evidence if evidence is not None else grid_features(reader, image_srgb)
-    if reader.refiner is not None:
-        dt = next(reader.refiner.parameters()).dtype
-        coc, sigma = reader.refiner(feats.to(dt), candidates.to(dt))
-    maps = torch.cat([coc.float(), sigma.float() * cfg.sigma_scale, own], 1)
-    g = cfg.grid
-    size = (maps.shape[-2] * g, maps.shape[-1] * g)
-    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+    coc, sigma, own = refine(reader, evidence if evidence is not None else grid_features(reader, image_srgb))
+    maps = _to_input(torch.cat([coc, sigma, own], 1), reader.config.grid, h, w)
     return DefocusEstimate(coc=maps[:, :1], confidence=maps[:, 2:3], sigma=maps[:, 1:2], edges=maps[:, 2:3] > 0.5)
+
+
+@torch.no_grad()
+def read_with_side(reader: BlurReader, image_srgb: torch.Tensor, lens: torch.Tensor, fx: torch.Tensor):
+    """:func:`read_defocus` and the side head's calibrated P(behind the focus plane) (B, 1, H, W)
+    at the input resolution (None where the reader has no side head).
+
+    Args:
+        image_srgb: (B, 3, H, W) in [0, 1]; lens: (B, 3) [f (m), N, d_f (m)]; fx: (B,) px at
+            this resolution.
+    """
+    h, w = image_srgb.shape[-2:]
+    evidence = grid_features(reader, image_srgb)
+    coc, sigma, own = refine(reader, evidence)
+    maps = [coc, sigma, own]
+    if reader.side is not None:
+        guide = F.interpolate(image_srgb.float(), size=coc.shape[-2:], mode="area")
+        x = side_inputs(evidence[0], coc, sigma, guide, lens, fx)
+        maps.append(reader.side.probability(x.to(next(reader.side.parameters()).dtype)))
+    maps = _to_input(torch.cat(maps, 1), reader.config.grid, h, w)
+    est = DefocusEstimate(coc=maps[:, :1], confidence=maps[:, 2:3], sigma=maps[:, 1:2], edges=maps[:, 2:3] > 0.5)
+    return est, (maps[:, 3:4] if reader.side is not None else None)
