@@ -51,6 +51,19 @@ def test_side_rules():
     assert float(side_probability(c, sig, LT, FX, "auto", max_depth_m=2.2)[0, 0, 0, 0]) < 0.01
 
 
+def test_a_learned_side_is_not_overruled_twice_by_the_lens_rule():
+    """A learned side read c / c_inf itself and was calibrated with it: its probability stands
+    (applying the lens rule again made it overconfident on the held-out scenes); the working
+    range, which it cannot know, still rules out a side."""
+    sig = _m([0.2, 0.2])
+    c = _m([2.0, C_INF + 3.0])
+    prior = _m([0.7, 0.05])
+    p = side_probability(c, sig, LT, FX, "auto", prior)
+    assert torch.allclose(p, prior)
+    assert float(side_probability(c, sig, LT, FX, "auto", prior, max_depth_m=2.2)[0, 0, 0, 0]) < 0.01
+    assert float(side_probability(c, sig, LT, FX, "auto", 1 - prior, min_depth_m=1.9)[0, 0, 0, 1]) > 0.99
+
+
 def test_an_unsure_side_takes_the_near_depth():
     """Even odds: the near depth (bounded error) is taken; the far one needs p > r / (1 + r)."""
     c, sig = _m([3.0, 3.0, 3.0]), _m([0.1, 0.1, 0.1])

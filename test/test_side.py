@@ -10,14 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from depth_defocus_ros.estimate.estimator import Estimator
 from depth_defocus_ros.evaluation.sidecheck import MAX_ECE, measure_side, side_verdict
-from depth_defocus_ros.learn.train_side import cell_targets, fit_temperature, side_reliability
+from depth_defocus_ros.learn.train_side import best_temperature, cell_targets, fit_temperature, side_reliability
 from depth_defocus_ros.model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 from depth_defocus_ros.optics import Lens, coc_px
-from depth_defocus_ros.reading.reader import BlurReader, ReaderConfig, read_defocus, read_with_side
+from depth_defocus_ros.reading.reader import BlurReader, ReaderConfig, read_defocus, read_with_side, to_input
 from depth_defocus_ros.reading.refiner import N_FEATURES
 from depth_defocus_ros.reading.side import SIDE_FEATURES, side_cost, side_inputs
 
@@ -69,19 +68,17 @@ def test_reliability_finds_calibrated_and_overconfident_probabilities():
     assert over["ece"] > MAX_ECE > good["ece"]
 
 
-class _Scaled(nn.Module):
-    """A 'head' whose logit is twice the true one: probabilities too sure of themselves."""
-
-    def forward(self, x):
-        return 2.0 * x[:, :1]
-
-
 def test_temperature_undoes_overconfidence():
+    """Logits twice the true ones (too sure of themselves): the fitted temperature is about 2."""
     g = torch.Generator().manual_seed(1)
-    z = torch.randn(6, 1, 32, 32, generator=g) * 2.0
-    target = (torch.rand(z.shape, generator=g) < torch.sigmoid(z)).float()
-    val = [(z[i : i + 2], target[i : i + 2], torch.ones_like(z[i : i + 2])) for i in range(0, 6, 2)]
-    assert fit_temperature(_Scaled(), val, "cpu") == pytest.approx(2.0, rel=0.15)
+    z = torch.randn(4, 1, 8, 12, generator=g) * 2.0  # true logits on the grid (grid 4: 32 x 48 px)
+    coc = torch.full((4, 1, 32, 48), 2.0)  # far below c_inf (12.8 px): the lens rule is silent
+    prior = to_input(torch.sigmoid(z), 4, 32, 48)
+    behind = torch.rand(coc.shape, generator=g) < prior
+    batch = {"logit": 2.0 * z, "coc": coc, "sigma": torch.full_like(coc, 0.2), "lens": LENS.repeat(4, 1)}
+    batch.update(fx=FX.repeat(4), behind=behind, mask=torch.ones_like(behind))
+    assert fit_temperature([batch], 4) == pytest.approx(2.0, rel=0.15)
+    assert best_temperature(lambda t: (t - 3.0) ** 2) == pytest.approx(3.0, rel=0.06)
 
 
 def test_side_inputs_carry_the_lens_rule():
@@ -116,7 +113,7 @@ def side_run(tmp_path_factory):
     _tiny_reader_ckpt(tmp / "reader.pt")
     cmd = [sys.executable, "-m", "depth_defocus_ros", "train-reader", "--out", str(tmp / "run")]
     cmd += ["--init", str(tmp / "reader.pt"), "--side-data", str(scenes), "--side-channels", "6"]
-    cmd += ["--steps", "4", "--val-every", "2", "--lr", "1e-3", "--device", "cpu"]
+    cmd += ["--steps", "4", "--val-every", "2", "--lr", "1e-3", "--device", "cpu", "--side-calibration-scenes", "2"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp, scenes, r
@@ -132,6 +129,8 @@ def test_train_side_writes_one_reader_checkpoint_with_a_fitted_temperature(side_
     t = float(ck["reader_state"]["side.temperature"])
     assert 0.25 <= t <= 8.0 and ck["side_validation"]["temperature"] == pytest.approx(t)
     assert 0.0 <= ck["side_validation"]["accuracy"] <= 1.0 and math.isfinite(ck["side_validation"]["bce"])
+    assert ck["side_validation"]["calibration_scenes"] == 2 and 0.0 <= ck["side_validation"]["calibration_ece"] <= 1
+    assert "fitted on 2 fresh scenes" in r.stdout
     assert "side step 4: val cross-entropy" in r.stdout
 
 

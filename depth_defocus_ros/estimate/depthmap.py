@@ -6,9 +6,10 @@ Every CoC ``c`` has two depths, one in front of the focus plane and one behind i
 
 * the side: ``focus_side`` ``front`` / ``behind`` (the user knows it: e.g. a camera focused at or
   beyond the far end of its working range sees everything in front), or ``auto``: a prior
-  probability of "behind" (0.5 without a learned side, else the network's), overruled by physics:
-  a CoC above the CoC at infinity can only be in front, and a candidate outside
-  ``[min_depth_m, max_depth_m]`` (the working range) is not taken;
+  probability of "behind" (0.5 without a learned side, else the learned one's), overruled by
+  physics: a CoC above the CoC at infinity can only be in front (applied only without a learned
+  side: the learned side reads ``c / c_inf`` itself and is calibrated with it), and a candidate
+  outside ``[min_depth_m, max_depth_m]`` (the working range) is not taken;
 * the expected relative depth error: the CoC uncertainty ``sigma_c`` carried through the thin-lens
   inverse (:func:`.optics.relative_depth_error`), plus, where the side is unsure, the distance
   to the other side's depth weighted by the probability of the wrong side:
@@ -77,9 +78,14 @@ def side_probability(
     c_inf = coc_at_infinity_batch(lens, fx).view(-1, 1, 1, 1)
     d_f = lens[:, 2].view(-1, 1, 1, 1)
     sigma = coc_sigma.clamp_min(1e-3)
-    # behind is only possible for c < c_inf, and within the range for c < c_inf (1 - d_f / max_depth)
-    c_behind_max = c_inf * (1.0 - d_f / max_depth_m) if math.isfinite(max_depth_m) else c_inf
-    p_behind_ok = _normal_cdf((c_behind_max - coc) / sigma)
+    # behind is only possible for c < c_inf, and within the range for c < c_inf (1 - d_f / max_depth);
+    # a learned side has seen c / c_inf already (reading/side.py): counting the lens rule again
+    # would make it overconfident, so it gets only the working range, which it cannot know
+    if prior_behind is None or math.isfinite(max_depth_m):
+        c_behind_max = c_inf * (1.0 - d_f / max_depth_m) if math.isfinite(max_depth_m) else c_inf
+        p_behind_ok = _normal_cdf((c_behind_max - coc) / sigma)
+    else:
+        p_behind_ok = torch.ones_like(coc)
     # in front the depth is d_f / (1 + c / c_inf) >= min_depth: c <= c_inf (d_f / min_depth - 1)
     if min_depth_m > 0:
         p_front_ok = _normal_cdf((c_inf * (d_f / min_depth_m - 1.0) - coc) / sigma)

@@ -27,11 +27,10 @@ from ..learn.datasets import ShardDataset
 from ..learn.train_side import side_reliability
 from ..optics import depth_on_side
 from ..reading.reader import read_with_side
-from ..reading.side import side_cost
+from ..reading.side import MIN_COST, side_cost
 
 __all__ = ["MIN_COST", "MAX_ECE", "measure_side", "side_verdict"]
 
-MIN_COST = 0.1  # pixels where taking the wrong side costs more than 10 % of the depth
 MAX_ECE = 0.05  # stated probability within 5 points of the measured accuracy (weighted over bins)
 
 

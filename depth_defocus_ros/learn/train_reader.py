@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..argtypes import positive
 from ..estimate.estimator import DEFAULT_LONG_SIDE
 from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
 from ..reading.reader import BlurReader, ReaderConfig, laplace_nll
@@ -97,6 +98,12 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
         "folders, the --init reader's level CNN and refiner frozen",
     )
     p.add_argument("--side-channels", type=int, default=24, help="width of the stage-3 side head")
+    p.add_argument(
+        "--side-calibration-scenes",
+        type=positive("calibration scenes", int),
+        default=128,
+        help="stage 3: fit the side's temperature on this many fresh scenes of the default mix",
+    )
     p.add_argument(
         "--calibration-scenes",
         type=int,

@@ -7,8 +7,10 @@ the head with a cross-entropy on the reader's grid. Each grid cell's target is t
 pixels behind the focus plane, weighted by what a wrong side costs there
 (:func:`~depth_defocus_ros.reading.side.side_cost`): near the focus plane both sides give the same
 depth and the side does not matter. The last tenth of the scenes validates; the best head (lowest
-validation loss) is kept, and its temperature is fitted on the same validation scenes
-(:func:`fit_temperature`) so that its probability is a calibrated one. ``RUN/best.pt`` is one
+validation loss) is kept, and its temperature is fitted (:func:`fit_temperature`) on fresh scenes
+of the default scene mix (``--side-calibration-scenes``, :func:`calibration_batches`), on the
+probability an estimator states (the head's, combined with the lens rule), so that it is a
+calibrated one. ``RUN/best.pt`` is one
 reader checkpoint: the init's level CNN and refiner with this head. Whether the estimator uses the
 head is decided on the held-out sets (``scripts/side_check.py``), not here.
 
@@ -25,13 +27,23 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..estimate.depthmap import side_probability
 from ..estimate.estimator import select_device
 from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
-from ..reading.reader import ReaderConfig, grid_features, refine
-from ..reading.side import SideHead, side_cost, side_inputs
+from ..reading.reader import ReaderConfig, grid_features, refine, to_input
+from ..reading.side import MIN_COST, SideHead, side_cost, side_inputs
+from ..synth.scenes import SceneConfig, SceneGenerator
 from .datasets import ShardDataset
+from .readercal import CALIBRATION_SEED
 
-__all__ = ["side_scene_data", "fit_temperature", "side_reliability", "train_side"]
+__all__ = [
+    "side_scene_data",
+    "calibration_batches",
+    "fit_temperature",
+    "best_temperature",
+    "side_reliability",
+    "train_side",
+]
 
 CONFIDENCE_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)  # stated P(the chosen side), for reliability
 
@@ -50,22 +62,98 @@ def cell_targets(batch: dict, grid: int, size: tuple) -> tuple[torch.Tensor, tor
 
 
 @torch.no_grad()
+def _side_sample(reader, b: dict, device) -> tuple:
+    """(inputs (B, SIDE_FEATURES, h, w) float16, behind share, weight) of one scene batch on the
+    reader's grid (CPU tensors)."""
+    b = {k: v.to(device) for k, v in b.items()}
+    evidence = grid_features(reader, b["image"])
+    coc, sigma, _ = refine(reader, evidence)
+    guide = F.interpolate(b["image"], size=coc.shape[-2:], mode="area")
+    x = side_inputs(evidence[0], coc, sigma, guide, b["lens"], b["fx"])
+    target, weight = cell_targets(b, reader.config.grid, coc.shape[-2:])
+    return x.half().cpu(), target.cpu(), weight.cpu()
+
+
 def side_scene_data(reader, roots, device, batch: int = 8) -> list:
-    """[(inputs (B, SIDE_FEATURES, h, w) float16, behind share, weight)] of every scene in the
-    shard folders ``roots`` on the reader's grid (CPU tensors)."""
+    """:func:`_side_sample` of every scene in the shard folders ``roots``."""
     from tqdm import tqdm
 
     out = []
     for root in roots:
         for b in tqdm(ShardDataset(root, batch, loop=False, augment=False), desc=f"side inputs {Path(root).name}"):
-            b = {k: v.to(device) for k, v in b.items()}
-            evidence = grid_features(reader, b["image"])
-            coc, sigma, _ = refine(reader, evidence)
-            guide = F.interpolate(b["image"], size=coc.shape[-2:], mode="area")
-            x = side_inputs(evidence[0], coc, sigma, guide, b["lens"], b["fx"])
-            target, weight = cell_targets(b, reader.config.grid, coc.shape[-2:])
-            out.append((x.half().cpu(), target.cpu(), weight.cpu()))
+            out.append(_side_sample(reader, b, device))
     return out
+
+
+@torch.no_grad()
+def calibration_batches(reader, head: SideHead, scenes: int, device, seed: int = CALIBRATION_SEED, batch: int = 8):
+    """What the temperature is fitted on: ``scenes`` fresh scenes of the default
+    :class:`SceneConfig` (the held-out sets' generator, seeded apart from them; the training scenes
+    may draw another mix). Per batch: the head's grid logits and, at the input resolution, the
+    final CoC and sigma (px), lens, fx, the true side and the pixels where the side matters
+    (a wrong side costs more than :data:`~depth_defocus_ros.reading.side.MIN_COST`)."""
+    gen = SceneGenerator(SceneConfig(), seed=seed)
+    out = []
+    for start in range(0, scenes, batch):
+        b = {k: v.to(device) for k, v in gen.batch(min(batch, scenes - start)).items()}
+        evidence = grid_features(reader, b["image"])
+        coc, sigma, _ = refine(reader, evidence)
+        guide = F.interpolate(b["image"], size=coc.shape[-2:], mode="area")
+        logit = head(side_inputs(evidence[0], coc, sigma, guide, b["lens"], b["fx"])).float()
+        h, w = b["image"].shape[-2:]
+        maps = to_input(torch.cat([coc, sigma], 1), reader.config.grid, h, w)
+        mask = b["valid"] & (side_cost(b["depth"], b["valid"], b["lens"], b["fx"]) > MIN_COST)
+        out.append(
+            {
+                "logit": logit,
+                "coc": maps[:, :1],
+                "sigma": maps[:, 1:2],
+                "lens": b["lens"],
+                "fx": b["fx"],
+                "behind": b["signed_defocus"] > 0,
+                "mask": mask,
+            }
+        )
+    return out
+
+
+def stated_side(batch: dict, grid: int, temperature: float) -> torch.Tensor:
+    """The P(behind) an estimator states for one :func:`calibration_batches` entry at this
+    temperature: the head's probability, upsampled, combined with the lens rule."""
+    h, w = batch["coc"].shape[-2:]
+    prior = to_input(torch.sigmoid(batch["logit"] / temperature), grid, h, w)
+    return side_probability(batch["coc"], batch["sigma"], batch["lens"], batch["fx"], "auto", prior)
+
+
+def best_temperature(loss_at, lo: float = 0.25, hi: float = 8.0, n: int = 61) -> float:
+    """The temperature among ``n`` log-spaced values in [lo, hi] with the lowest ``loss_at(T)``."""
+    grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), n)).tolist()
+    return min(grid, key=loss_at)
+
+
+@torch.no_grad()
+def fit_temperature(batches: list, grid: int) -> float:
+    """The temperature whose stated side (:func:`stated_side`) has the lowest cross-entropy over
+    the pixels where the side matters: the probability the check judges is the one fitted."""
+
+    def loss_at(t: float) -> float:
+        total = 0.0
+        for b in batches:
+            p = stated_side(b, grid, t)[b["mask"]].clamp(1e-6, 1 - 1e-6)
+            total += float(F.binary_cross_entropy(p, b["behind"][b["mask"]].float(), reduction="sum"))
+        return total
+
+    return best_temperature(loss_at)
+
+
+@torch.no_grad()
+def calibration_reliability(batches: list, grid: int, temperature: float) -> dict:
+    """:func:`side_reliability` of the stated side on :func:`calibration_batches` (pixels where the
+    side matters, each counting once)."""
+    ps = [stated_side(b, grid, temperature)[b["mask"]] for b in batches]
+    truth = [b["behind"][b["mask"]] for b in batches]
+    p = torch.cat(ps)
+    return side_reliability(p, torch.cat(truth), torch.ones_like(p))
 
 
 def _weighted_bce(logit, target, weight) -> torch.Tensor:
@@ -100,18 +188,6 @@ def side_reliability(p_behind, behind, weight) -> dict:
         ece += wb / total * abs(stated - measured)
         bins.append([CONFIDENCE_BINS[i], CONFIDENCE_BINS[i + 1], wb / total, stated, measured])
     return {"accuracy": float((w * right).sum()) / total, "ece": ece, "bins": bins}
-
-
-@torch.no_grad()
-def fit_temperature(head: SideHead, val: list, device) -> float:
-    """The temperature T (logit / T) with the lowest weighted cross-entropy on ``val``."""
-    logits = [(head(x.to(device).float()), t.to(device), w.to(device)) for x, t, w in val]
-    best_t, best = 1.0, math.inf
-    for t in torch.exp(torch.linspace(math.log(0.25), math.log(8.0), 61)).tolist():
-        loss = sum(float(_weighted_bce(lg / t, tg, w) * w.sum()) for lg, tg, w in logits)
-        if loss < best:
-            best_t, best = t, loss
-    return best_t
 
 
 @torch.no_grad()
@@ -177,11 +253,16 @@ def train_side(args) -> int:
     log.close()
     head.load_state_dict(torch.load(out / "side_best_state.pt", weights_only=True))
     head.eval()
-    head.temperature.fill_(fit_temperature(head, val, device))
     res = _validate(head, val, device)
+    cal = calibration_batches(reader, head, args.side_calibration_scenes, device)
+    head.temperature.fill_(fit_temperature(cal, reader.config.grid))
+    rel = calibration_reliability(cal, reader.config.grid, float(head.temperature))
+    res.update(calibration_scenes=args.side_calibration_scenes, calibration_ece=rel["ece"])
+    res["calibration_side_right"] = rel["accuracy"]
     print(
-        f"side head: temperature {float(head.temperature):.3f}; validation side right {res['accuracy']:.3f}, "
-        f"ECE {res['ece']:.3f}"
+        f"side head: temperature {float(head.temperature):.3f} fitted on {args.side_calibration_scenes} fresh "
+        f"scenes; there the stated side's ECE is {rel['ece']:.3f}, the more probable side right "
+        f"{rel['accuracy']:.3f}"
     )
     reader.side = head
     cfg = ReaderConfig(**{**reader.config.to_dict(), "side_channels": args.side_channels})

@@ -44,6 +44,7 @@ __all__ = [
     "ReaderConfig",
     "read_with_side",
     "refine",
+    "to_input",
     "BlurReader",
     "box_mean",
     "read_levels",
@@ -282,7 +283,8 @@ def refine(reader: BlurReader, evidence) -> tuple:
     return coc.float(), sigma.float() * reader.config.sigma_scale, own
 
 
-def _to_input(maps: torch.Tensor, grid: int, h: int, w: int) -> torch.Tensor:
+def to_input(maps: torch.Tensor, grid: int, h: int, w: int) -> torch.Tensor:
+    """Maps on the reader's grid (B, C, h / grid, w / grid) -> (B, C, h, w), bilinear."""
     size = (maps.shape[-2] * grid, maps.shape[-1] * grid)
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
 
@@ -294,7 +296,7 @@ def read_defocus(reader: BlurReader, image_srgb: torch.Tensor, evidence=None) ->
     caller already has it (it is not computed again)."""
     h, w = image_srgb.shape[-2:]
     coc, sigma, own = refine(reader, evidence if evidence is not None else grid_features(reader, image_srgb))
-    maps = _to_input(torch.cat([coc, sigma, own], 1), reader.config.grid, h, w)
+    maps = to_input(torch.cat([coc, sigma, own], 1), reader.config.grid, h, w)
     return DefocusEstimate(coc=maps[:, :1], confidence=maps[:, 2:3], sigma=maps[:, 1:2], edges=maps[:, 2:3] > 0.5)
 
 
@@ -315,6 +317,6 @@ def read_with_side(reader: BlurReader, image_srgb: torch.Tensor, lens: torch.Ten
         guide = F.interpolate(image_srgb.float(), size=coc.shape[-2:], mode="area")
         x = side_inputs(evidence[0], coc, sigma, guide, lens, fx)
         maps.append(reader.side.probability(x.to(next(reader.side.parameters()).dtype)))
-    maps = _to_input(torch.cat(maps, 1), reader.config.grid, h, w)
+    maps = to_input(torch.cat(maps, 1), reader.config.grid, h, w)
     est = DefocusEstimate(coc=maps[:, :1], confidence=maps[:, 2:3], sigma=maps[:, 1:2], edges=maps[:, 2:3] > 0.5)
     return est, (maps[:, 3:4] if reader.side is not None else None)

@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from ..optics import coc_at_infinity_batch
 from .refiner import N_FEATURES
 
-__all__ = ["SideHead", "SIDE_FEATURES", "side_inputs", "side_cost"]
+__all__ = ["SideHead", "SIDE_FEATURES", "MIN_COST", "side_inputs", "side_cost"]
 
 SIDE_FEATURES = N_FEATURES + 2 + 3 + 3  # evidence, CoC and sigma, lens-relative (3), image (3)
+MIN_COST = 0.1  # the side matters where a wrong one costs more than 10 % of the depth
 MAX_RATIO = 4.0  # c / c_inf beyond this carries no more side information (front for sure)
 
 
