@@ -99,3 +99,22 @@ def test_validity():
     loose = compose_depth(c, sig, side_probability(c, sig, LT, FX, "front"), LT, FX, 1e9)
     assert bool(torch.isfinite(loose.depth).all())
     assert bool((res.uncertainty >= 0).all())
+
+
+def test_a_wrong_far_side_costs_its_full_relative_error():
+    """The side term is the relative gap over the near depth: a near depth taken where the truth
+    is far is off by at most 100 % (capped); a far depth taken where the truth is near is off by
+    d_far / d_near - 1, which the stated error carries in full."""
+    c, sig = _m([3.0, 3.0]), _m([1e-6, 1e-6])
+    near, far = depth_candidates(3.0, LENS, 1000.0)
+    r = far / near
+    p = _m([0.3, 0.999])  # near taken (p below r / (1 + r)); far taken
+    res = compose_depth(c, sig, p, LT, FX, 1e9)
+    rel = res.relative_error[0, 0, 0]
+    assert float(res.depth_all[0, 0, 0, 0]) == pytest.approx(near, rel=1e-4)
+    assert float(res.depth_all[0, 0, 0, 1]) == pytest.approx(far, rel=1e-4)
+    assert float(rel[0]) == pytest.approx(math.sqrt(0.3) * min(r - 1, 1.0), rel=1e-3)
+    assert float(rel[1]) == pytest.approx(math.sqrt(0.001) * (r - 1), rel=1e-3)
+    # a far depth near infinity (31 m against 1.03 m) is not published at p_wrong = 0.001
+    big = compose_depth(_m([12.0]), _m([1e-6]), _m([0.999]), LT, FX, 0.25)
+    assert math.isnan(float(big.depth[0, 0, 0, 0]))

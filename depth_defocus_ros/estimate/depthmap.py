@@ -13,9 +13,10 @@ Every CoC ``c`` has two depths, one in front of the focus plane and one behind i
 * the expected relative depth error: the CoC uncertainty ``sigma_c`` carried through the thin-lens
   inverse (:func:`.optics.relative_depth_error`), plus, where the side is unsure, the distance
   to the other side's depth weighted by the probability of the wrong side:
-  ``rel = sqrt(rel_c^2 + p_wrong * min(|d_other - d| / d, 1)^2)`` (a wrong side costs at least
-  a 100 % error: the cap keeps a tiny chance of a far-side depth near infinity from ruling out a
-  pixel whose side is all but certain).
+  ``rel = sqrt(rel_c^2 + p_wrong * spread^2)``, ``spread = |d_far - d_near| / d_near``
+  (:func:`side_spread`): capped at 1 where the near depth is taken (the cap keeps a tiny chance
+  of a far-side depth near infinity from ruling out a pixel whose side is all but certain), not
+  where the far one is (a wrong far depth is off by ``d_far / d_near - 1``, without bound).
 
 The side taken is the one with the lower expected AbsRel (:func:`choose_behind`): an even chance
 takes the near depth, whose error is bounded. Pixels with ``rel > max_relative_error`` or a depth
@@ -34,6 +35,7 @@ from ..optics import coc_at_infinity_batch, depth_on_side, relative_depth_error
 __all__ = ["FOCUS_SIDES", "DepthResult", "side_probability", "choose_behind", "compose_depth"]
 
 FOCUS_SIDES = ("auto", "front", "behind")
+MAX_FAR_SPREAD = 100.0  # the largest relative cost of a wrong far side that enters the expected error
 
 
 @dataclass
@@ -108,6 +110,18 @@ def choose_behind(p_behind, d_near, d_far) -> torch.Tensor:
     return p_behind >= threshold
 
 
+def side_spread(d, d_other, behind) -> torch.Tensor:
+    """What a wrong side costs, relative: the gap between the two depths over the near one.
+
+    Taking the near depth when the truth is the far one costs at most 100 % (capped: a tiny
+    chance of a far depth near infinity must not rule out a pixel whose side is all but certain);
+    taking the far depth when the truth is the near one costs ``d_far / d_near - 1``, without bound
+    (up to :data:`MAX_FAR_SPREAD`): a far depth is published only where its side is near certain.
+    """
+    gap = ((d_other - d).abs() / torch.minimum(d, d_other)).nan_to_num(nan=MAX_FAR_SPREAD, posinf=MAX_FAR_SPREAD)
+    return torch.where(behind, gap.clamp(max=MAX_FAR_SPREAD), gap.clamp(max=1.0))
+
+
 def compose_depth(
     coc,
     coc_sigma,
@@ -133,7 +147,7 @@ def compose_depth(
     d_other = torch.where(behind, d_near, d_far)
     rel_c = relative_depth_error(coc_sigma, coc, behind, lens, fx)
     p_wrong = torch.minimum(p_behind, 1 - p_behind)
-    spread = ((d_other - d).abs() / d).nan_to_num(nan=1.0, posinf=1.0).clamp(max=1.0)
+    spread = side_spread(d, d_other, behind)
     side_term = p_wrong * spread * spread
     rel = torch.sqrt(rel_c * rel_c + side_term)
     ok = (rel <= max_relative_error) & (d >= min_depth_m) & (d <= max_depth_m) & torch.isfinite(d)
