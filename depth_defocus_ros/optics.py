@@ -223,10 +223,15 @@ def depth_on_side(coc, behind, lens, fx, max_depth_m: float = math.inf):
 
 def relative_depth_error(coc_sigma, coc, behind, lens, fx):
     """Relative depth error ``sigma_d / d`` that a CoC error ``coc_sigma`` (px) gives through the
-    thin-lens inverse on the given side: ``sigma_c / (c_inf - side * c)`` (first order). Behind the
-    focus plane it grows without bound as ``c`` nears ``c_inf``; there it is inf."""
+    thin-lens inverse on the given side.
+
+    In front of the focus plane (well conditioned) to first order: ``sigma_c / (c_inf + c)``.
+    Behind it the depth ``d_f / (1 - c / c_inf)`` diverges as ``c`` nears ``c_inf`` and the first
+    order understates the error, so the error is the depth change a CoC one sigma larger gives:
+    ``sigma_c / (c_inf - c - sigma_c)``, inf where ``c + sigma_c >= c_inf`` (the far end of the
+    interval is at infinity)."""
     import torch
 
     c_inf = _per_image(coc_at_infinity_batch(lens, fx))
-    room = c_inf - torch.where(behind, coc, -coc)
+    room = torch.where(behind, c_inf - coc - coc_sigma, c_inf + coc)
     return torch.where(room > 0, coc_sigma / room.clamp_min(1e-12), torch.full_like(coc, math.inf))

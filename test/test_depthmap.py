@@ -27,15 +27,20 @@ def test_depth_on_side_is_the_thin_lens_solution():
 
 
 def test_relative_error_through_the_thin_lens_inverse():
-    """sigma_d / d = sigma_c / (c_inf -+ c); checked against a finite difference."""
+    """In front: sigma_d / d = sigma_c / (c_inf + c), checked against a finite difference. Behind,
+    where the depth diverges, the depth change of a CoC one sigma larger: exact, and larger than
+    the first order; inf once c + sigma reaches c_inf."""
     c, s = 4.0, 0.1
-    for behind in (True, False):
-        rel = float(relative_depth_error(_m([s]), _m([c]), _m([behind]).bool(), LT, FX))
-        side = 1 if behind else -1
-        d = lambda cc, side=side: LENS.focus_distance_m / (1 - side * cc / C_INF)  # noqa: E731
-        fd = (d(c + 1e-3) - d(c - 1e-3)) / 2e-3 * s / d(c)
-        assert rel == pytest.approx(abs(fd), rel=1e-3)
+    d = lambda cc, side: LENS.focus_distance_m / (1 - side * cc / C_INF)  # noqa: E731
+    front = float(relative_depth_error(_m([s]), _m([c]), _m([False]).bool(), LT, FX))
+    fd = (d(c + 1e-3, -1) - d(c - 1e-3, -1)) / 2e-3 * s / d(c, -1)
+    assert front == pytest.approx(abs(fd), rel=1e-3)
+    for c, s in ((4.0, 0.1), (10.0, 2.0)):
+        behind = float(relative_depth_error(_m([s]), _m([c]), _m([True]).bool(), LT, FX))
+        assert behind == pytest.approx(d(c + s, 1) / d(c, 1) - 1, rel=1e-4)
+        assert behind > s / (C_INF - c)
     assert math.isinf(float(relative_depth_error(_m([0.1]), _m([C_INF + 1]), _m([True]).bool(), LT, FX)))
+    assert math.isinf(float(relative_depth_error(_m([1.0]), _m([C_INF - 0.5]), _m([True]).bool(), LT, FX)))
 
 
 def test_side_rules():

@@ -131,6 +131,15 @@ def test_train_side_writes_one_reader_checkpoint_with_a_fitted_temperature(side_
     assert 0.0 <= ck["side_validation"]["accuracy"] <= 1.0 and math.isfinite(ck["side_validation"]["bce"])
     assert ck["side_validation"]["calibration_scenes"] == 2 and 0.0 <= ck["side_validation"]["calibration_ece"] <= 1
     assert "fitted on 2 fresh scenes" in r.stdout
+    # a second run from this checkpoint continues from its head
+    cmd = [sys.executable, "-m", "depth_defocus_ros", "train-reader", "--out", str(tmp / "run2")]
+    cmd += ["--init", str(tmp / "run" / "best.pt"), "--side-data", str(tmp / "scenes"), "--side-channels", "6"]
+    cmd += ["--steps", "1", "--val-every", "1", "--lr", "1e-9", "--device", "cpu", "--side-calibration-scenes", "2"]
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r2.returncode == 0 and "continuing from" in r2.stdout, r2.stderr[-2000:]
+    ck2 = load_checkpoint(tmp / "run2" / "best.pt")
+    w = "side.enc0.0.weight"
+    assert torch.allclose(ck2["reader_state"][w], ck["reader_state"][w], atol=1e-5)
     assert "side step 4: val cross-entropy" in r.stdout
 
 

@@ -11,7 +11,8 @@ validation loss) is kept, and its temperature is fitted (:func:`fit_temperature`
 of the default scene mix (``--side-calibration-scenes``, :func:`calibration_batches`), on the
 probability an estimator states (the head's, combined with the lens rule), so that it is a
 calibrated one. ``RUN/best.pt`` is one
-reader checkpoint: the init's level CNN and refiner with this head. Whether the estimator uses the
+reader checkpoint: the init's level CNN and refiner with this head (an init that has a head of the
+same width is continued from, not replaced). Whether the estimator uses the
 head is decided on the held-out sets (``scripts/side_check.py``), not here.
 
 The sigma calibration of the init is kept (the head was fitted on those sigmas).
@@ -217,12 +218,16 @@ def train_side(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     init = load_checkpoint(args.init)
     reader = build_reader(init, args.init).to(device).eval()
-    reader.side = None
+    previous, reader.side = reader.side, None
     data = side_scene_data(reader, args.side_data, device)
     n_val = max(1, len(data) // 10)
     train, val = data[:-n_val], data[-n_val:]
     torch.manual_seed(args.seed)
     head = SideHead(args.side_channels).to(device)
+    if previous is not None and reader.config.side_channels == args.side_channels:
+        head.load_state_dict(previous.state_dict())  # training continues from the init's head
+        head.temperature.fill_(1.0)
+        print(f"side head: continuing from {args.init}'s")
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.seed)
     best, t0, log = math.inf, time.time(), (out / "metrics.jsonl").open("a")
