@@ -91,6 +91,20 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
         "(0: the scenes' own mix of blur sizes; 1: every bin alike)",
     )
     p.add_argument(
+        "--calibration-scenes",
+        type=int,
+        default=64,
+        help="at the end, fit best.pt's sigma scale on this many synthetic scenes (0: do not)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="fp16 autocast (CUDA only)")
+    add_side_train_args(p)
+
+
+def add_side_train_args(p: argparse.ArgumentParser) -> None:
+    """Stage 3 (the side of the focus plane, :mod:`.train_side`) options of ``train-reader``."""
+    p.add_argument(
         "--side-data",
         action="append",
         default=None,
@@ -104,15 +118,6 @@ def add_reader_train_args(p: argparse.ArgumentParser) -> None:
         default=128,
         help="stage 3: fit the side's temperature on this many fresh scenes of the default mix",
     )
-    p.add_argument(
-        "--calibration-scenes",
-        type=int,
-        default=64,
-        help="at the end, fit best.pt's sigma scale on this many synthetic scenes (0: do not)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="fp16 autocast (CUDA only)")
 
 
 def _augment(y: torch.Tensor, coc: torch.Tensor, gen: torch.Generator):

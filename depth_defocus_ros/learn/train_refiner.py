@@ -35,7 +35,7 @@ from ..reading.refiner import Refiner
 from .cocreading import READ_BINS_PX
 from .datasets import ShardDataset
 
-__all__ = ["scene_features", "train_refiner"]
+__all__ = ["scene_features", "train_refiner", "frozen_reader_stage"]
 
 
 @torch.no_grad()
@@ -90,15 +90,21 @@ def _loss(refiner, batch, weights=None) -> torch.Tensor:
     return (w * nll).sum() / w.sum().clamp_min(1e-6)
 
 
-def train_refiner(args) -> int:
-    """The ``--refine-data`` path of ``train-reader`` (see module doc)."""
+def frozen_reader_stage(args, flag: str, stage: str) -> tuple:
+    """(device, run folder, init checkpoint dict, its reader in eval mode) for a stage trained on a
+    frozen reader (``--init``, required: ``flag`` names the option that asked for ``stage``)."""
     if not args.init:
-        raise ValueError("--refine-data trains stage 2 on a trained reader: give it with --init")
+        raise ValueError(f"{flag} trains {stage} on a trained reader: give it with --init")
     device = select_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     init = load_checkpoint(args.init)
-    reader = build_reader(init, args.init).to(device).eval()
+    return device, out, init, build_reader(init, args.init).to(device).eval()
+
+
+def train_refiner(args) -> int:
+    """The ``--refine-data`` path of ``train-reader`` (see module doc)."""
+    device, out, init, reader = frozen_reader_stage(args, "--refine-data", "stage 2")
     cfg = ReaderConfig(
         **{
             **reader.config.to_dict(),

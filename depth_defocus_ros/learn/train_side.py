@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from ..estimate.depthmap import side_probability
-from ..estimate.estimator import select_device
-from ..model.checkpoint import build_reader, load_checkpoint, save_checkpoint
+from ..model.checkpoint import save_checkpoint
 from ..reading.reader import ReaderConfig, grid_features, refine, to_input
 from ..reading.side import MIN_COST, SideHead, side_cost, side_inputs
 from ..synth.scenes import SceneConfig, SceneGenerator
 from .datasets import ShardDataset
 from .readercal import CALIBRATION_SEED
+from .train_refiner import frozen_reader_stage
 
 __all__ = [
     "side_scene_data",
@@ -209,25 +209,9 @@ def _validate(head: SideHead, val: list, device) -> dict:
     return {"bce": loss / max(w_sum, 1e-9), "accuracy": rel["accuracy"], "ece": rel["ece"]}
 
 
-def train_side(args) -> int:
-    """The ``--side-data`` path of ``train-reader`` (see module doc)."""
-    if not args.init:
-        raise ValueError("--side-data trains stage 3 on a trained reader: give it with --init")
-    device = select_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    init = load_checkpoint(args.init)
-    reader = build_reader(init, args.init).to(device).eval()
-    previous, reader.side = reader.side, None
-    data = side_scene_data(reader, args.side_data, device)
-    n_val = max(1, len(data) // 10)
-    train, val = data[:-n_val], data[-n_val:]
-    torch.manual_seed(args.seed)
-    head = SideHead(args.side_channels).to(device)
-    if previous is not None and reader.config.side_channels == args.side_channels:
-        head.load_state_dict(previous.state_dict())  # training continues from the init's head
-        head.temperature.fill_(1.0)
-        print(f"side head: continuing from {args.init}'s")
+def _fit(head: SideHead, train: list, val: list, args, device, out: Path) -> None:
+    """Cosine-scheduled AdamW on the cost-weighted cross-entropy; the head with the lowest
+    validation loss goes to ``out/side_best_state.pt``."""
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.seed)
     best, t0, log = math.inf, time.time(), (out / "metrics.jsonl").open("a")
@@ -256,6 +240,22 @@ def train_side(args) -> int:
                 best = res["bce"]
                 torch.save(head.state_dict(), out / "side_best_state.pt")
     log.close()
+
+
+def train_side(args) -> int:
+    """The ``--side-data`` path of ``train-reader`` (see module doc)."""
+    device, out, init, reader = frozen_reader_stage(args, "--side-data", "stage 3")
+    previous, reader.side = reader.side, None
+    data = side_scene_data(reader, args.side_data, device)
+    n_val = max(1, len(data) // 10)
+    train, val = data[:-n_val], data[-n_val:]
+    torch.manual_seed(args.seed)
+    head = SideHead(args.side_channels).to(device)
+    if previous is not None and reader.config.side_channels == args.side_channels:
+        head.load_state_dict(previous.state_dict())  # training continues from the init's head
+        head.temperature.fill_(1.0)
+        print(f"side head: continuing from {args.init}'s")
+    _fit(head, train, val, args, device, out)
     head.load_state_dict(torch.load(out / "side_best_state.pt", weights_only=True))
     head.eval()
     res = _validate(head, val, device)
