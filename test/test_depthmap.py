@@ -123,3 +123,14 @@ def test_a_wrong_far_side_costs_its_full_relative_error():
     # a far depth near infinity (31 m against 1.03 m) is not published at p_wrong = 0.001
     big = compose_depth(_m([12.0]), _m([1e-6]), _m([0.999]), LT, FX, 0.25)
     assert math.isnan(float(big.depth[0, 0, 0, 0]))
+
+
+def test_the_side_not_taken_counts_even_when_it_is_the_likelier_one():
+    """Where the CoC is read at or above c_inf there is no far depth, so the near one is taken even
+    when the learned side says "behind" with 0.97: the chance that the depth is wrong is 0.97, not
+    0.03, and the pixel is not published."""
+    c, sig = _m([C_INF + 0.5, 3.0]), _m([0.05, 0.05])
+    res = compose_depth(c, sig, _m([0.97, 0.03]), LT, FX, 0.25)
+    assert float(res.depth_all[0, 0, 0, 0]) < LENS.focus_distance_m  # the near depth, forced
+    assert math.isnan(float(res.depth[0, 0, 0, 0])) and float(res.relative_error[0, 0, 0, 0]) > 0.9
+    assert math.isfinite(float(res.depth[0, 0, 0, 1]))  # near taken and likely: published

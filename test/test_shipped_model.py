@@ -161,18 +161,18 @@ def test_kept_candidates_load_and_are_described():
         assert f"`{path.name}`" in text, f"{path.name} is not described in models/candidates/README.md"
 
 
-def test_the_kept_side_candidate_is_calibrated_and_beats_the_physics_side():
-    """The learned side kept in models/candidates/ (models/README.md, "A learned side of the focus
-    plane"): its checkpoint records a passed calibration check, the estimator uses it, and on fresh
+def test_the_shipped_side_is_calibrated_and_beats_the_physics_side():
+    """The shipped learned side (models/README.md, "A learned side of the focus plane"): its
+    checkpoint records a passed calibration check, the default estimator uses it, and on fresh
     synthetic scenes (a seed no training, calibration or held-out set used) its chosen side is
     right more often than the physics side alone, with a stated probability near its accuracy."""
     from depth_defocus_ros.evaluation.sidecheck import measure_side
     from depth_defocus_ros.model.checkpoint import build_reader
     from depth_defocus_ros.synth.scenes import SceneConfig, render_shards
 
-    path = ROOT / "models" / "candidates" / "reader_d8r_side_s2.pt"
+    path = ROOT / "models" / "depth_defocus.pt"
     ckpt = load_checkpoint(path)
-    assert ckpt["side_check"]["passed"] and Estimator.load(path, device="cpu").learned_side
+    assert ckpt["side_check"]["passed"] and Estimator.load(device="cpu").learned_side
     for name in ("layers", "structured"):
         assert ckpt["side_check"]["sets"][name]["ece"] <= 0.05
     import tempfile

@@ -13,10 +13,12 @@ Every CoC ``c`` has two depths, one in front of the focus plane and one behind i
 * the expected relative depth error: the CoC uncertainty ``sigma_c`` carried through the thin-lens
   inverse (:func:`.optics.relative_depth_error`), plus, where the side is unsure, the distance
   to the other side's depth weighted by the probability of the wrong side:
-  ``rel = sqrt(rel_c^2 + p_wrong * spread^2)``, ``spread = |d_far - d_near| / d_near``
-  (:func:`side_spread`): capped at 1 where the near depth is taken (the cap keeps a tiny chance
-  of a far-side depth near infinity from ruling out a pixel whose side is all but certain), not
-  where the far one is (a wrong far depth is off by ``d_far / d_near - 1``, without bound).
+  ``rel = sqrt(rel_c^2 + p_wrong * spread^2)`` with ``p_wrong`` the probability of the side not
+  taken (which may be the likelier one: where the far depth does not exist or is too far to
+  risk) and ``spread = |d_far - d_near| / d_near`` (:func:`side_spread`): capped at 1 where the
+  near depth is taken (the cap keeps a tiny chance of a far-side depth near infinity from ruling
+  out a pixel whose side is all but certain), not where the far one is (a wrong far depth is off
+  by ``d_far / d_near - 1``, without bound).
 
 The side taken is the one with the lower expected AbsRel (:func:`choose_behind`): an even chance
 takes the near depth, whose error is bounded. Pixels with ``rel > max_relative_error`` or a depth
@@ -146,7 +148,7 @@ def compose_depth(
     d = torch.where(behind, d_far, d_near)
     d_other = torch.where(behind, d_near, d_far)
     rel_c = relative_depth_error(coc_sigma, coc, behind, lens, fx)
-    p_wrong = torch.minimum(p_behind, 1 - p_behind)
+    p_wrong = torch.where(behind, 1 - p_behind, p_behind)  # the side not taken (it may be the likelier one)
     spread = side_spread(d, d_other, behind)
     side_term = p_wrong * spread * spread
     rel = torch.sqrt(rel_c * rel_c + side_term)

@@ -15,7 +15,8 @@ scale training saw). It returns maps at the input resolution:
 
 Three estimators share this class: the training-free one (:mod:`.reblur` plus the side rule; no
 learning), the learned blur reader (:mod:`~depth_defocus_ros.reading.reader`: a small CNN over an
-image pyramid, plus the side rule) and a checkpoint's multi-task network, which corrects the
+image pyramid, with its learned side of the focus plane where the checkpoint records a passed
+calibration check, else the side rule) and a checkpoint's multi-task network, which corrects the
 training-free CoC and predicts the side. ``Estimator.load()`` loads the shipped default: ``models/depth_defocus.pt``
 when a checkpoint is shipped, else the training-free estimator (see models/README.md for which,
 and why).

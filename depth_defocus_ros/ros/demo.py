@@ -191,6 +191,8 @@ def _write_results(out: Path, summary: dict, args, node, listener) -> None:
         kind = {"reader": "learned blur reader", "network": "multi-task network"}.get(
             node.estimator.kind, "training-free estimate"
         )
+        if getattr(node.estimator, "learned_side", False):
+            kind += " with its learned side"
         title = f"estimator: {kind} ({node.model_name})"
         save_overview(out / "overview.png", sorted(listener.figures, key=lambda f: f[0]), args.max_depth, title)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -244,6 +246,7 @@ def _summary(args, rate, size, node, player, listener, timed_out) -> dict:
         "coverage_mean": float(np.mean([r["coverage"] for r in done if "coverage" in r])) if done else None,
         "model": node.model_name,
         "estimator": node.estimator.kind,
+        "learned_side": bool(getattr(node.estimator, "learned_side", False)),
         "device": node.device,
         "precision": "fp16" if node.half else "fp32",
         "timed_out": timed_out,
