@@ -4,7 +4,7 @@ For each input size it prints the whole ``predict`` (decode excluded: the image 
 numpy array; the device -> host copy of the outputs included) and its stages at the processing
 size: the training-free defocus estimate (``reblur.estimate_defocus``), the learned blur reader
 (when the estimator is one: its CNN over every pyramid level, then level fusion + edge-aware
-spread), the network forward (when the estimator has one, its first stage included) and the
+spread; with its learned side head when the estimator uses one), the network forward (when the estimator has one, its first stage included) and the
 depth composition (side, validity). The input is
 the bundled sample (a real photograph) resized to the size: random noise would be all edges.
 CPU always; on a CUDA machine also fp32 and fp16.
@@ -24,7 +24,7 @@ import torch
 from depth_defocus_ros.estimate.depthmap import compose_depth, side_probability
 from depth_defocus_ros.estimate.estimator import Estimator, prepare
 from depth_defocus_ros.optics import Lens
-from depth_defocus_ros.reading.reader import read_defocus, read_levels
+from depth_defocus_ros.reading.reader import read_defocus, read_levels, read_with_side
 from depth_defocus_ros.reading.reblur import estimate_defocus, luminance
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "frame_000.png"
@@ -70,6 +70,9 @@ def bench(est: Estimator, rgb: np.ndarray, frames: int) -> None:
         y = luminance(x).to(torch.float16 if est.half else torch.float32)
         print(fmt("blur reader", timed(lambda: read_defocus(est.reader, x), frames, cuda)))
         print(fmt("  CNN over the pyramid", timed(lambda: read_levels(est.reader, y), frames, cuda)))
+        if est.learned_side:
+            side = timed(lambda: read_with_side(est.reader, x, lens_t, fx_t), frames, cuda)
+            print(fmt("blur reader + learned side", side))
     if est.model is not None:
         print(fmt("network (with physics)", timed(lambda: est.read(x, lens_t, fx_t), frames, cuda)))
     coc, sigma, prior, _ = est.read(x, lens_t, fx_t)
