@@ -4,9 +4,9 @@ For each input size it prints the whole ``predict`` (decode excluded: the image 
 numpy array; the device -> host copy of the outputs included) and its stages at the processing
 size: the training-free defocus estimate (``reblur.estimate_defocus``), the learned blur reader
 (when the estimator is one: its CNN over every pyramid level, then level fusion + edge-aware
-spread; with its learned side head when the estimator uses one), the network forward (when the estimator has one, its first stage included) and the
-depth composition (side, validity). The input is
-the bundled sample (a real photograph) resized to the size: random noise would be all edges.
+spread; with its learned side head when the estimator uses one), the network forward (when the
+estimator has one, its first stage included) and the depth composition (side, validity). The
+input is the bundled sample (a real photograph) resized to the size: random noise would be all edges.
 CPU always; on a CUDA machine also fp32 and fp16.
 
 Usage: python scripts/bench_predict.py [--model PATH|training-free] [--size 320x240,640x480]
