@@ -35,7 +35,7 @@ from ..reading.refiner import Refiner
 from .cocreading import READ_BINS_PX
 from .datasets import ShardDataset
 
-__all__ = ["scene_features", "train_refiner", "frozen_reader_stage"]
+__all__ = ["scene_features", "train_refiner", "frozen_reader_stage", "set_cosine_lr"]
 
 
 @torch.no_grad()
@@ -90,6 +90,12 @@ def _loss(refiner, batch, weights=None) -> torch.Tensor:
     return (w * nll).sum() / w.sum().clamp_min(1e-6)
 
 
+def set_cosine_lr(opt, base_lr: float, step: int, steps: int) -> None:
+    """Cosine decay from ``base_lr`` at step 0 to 0 at ``steps`` (the stages on a frozen reader)."""
+    for group in opt.param_groups:
+        group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
 def frozen_reader_stage(args, flag: str, stage: str) -> tuple:
     """(device, run folder, init checkpoint dict, its reader in eval mode) for a stage trained on a
     frozen reader (``--init``, required: ``flag`` names the option that asked for ``stage``)."""
@@ -128,8 +134,7 @@ def train_refiner(args) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     best, t0, log = math.inf, time.time(), (out / "metrics.jsonl").open("a")
     for step in range(1, args.steps + 1):
-        for group in opt.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        set_cosine_lr(opt, args.lr, step, args.steps)
         batch = [t.to(device) for t in train[int(torch.randint(len(train), (1,), generator=gen))]]
         if int(torch.randint(2, (1,), generator=gen)):
             batch = [t.flip(-1) for t in batch]

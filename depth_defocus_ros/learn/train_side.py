@@ -35,7 +35,7 @@ from ..reading.side import MIN_COST, SideHead, side_cost, side_inputs
 from ..synth.scenes import SceneConfig, SceneGenerator
 from .datasets import ShardDataset
 from .readercal import CALIBRATION_SEED
-from .train_refiner import frozen_reader_stage
+from .train_refiner import frozen_reader_stage, set_cosine_lr
 
 __all__ = [
     "side_scene_data",
@@ -216,8 +216,7 @@ def _fit(head: SideHead, train: list, val: list, args, device, out: Path) -> Non
     gen = torch.Generator().manual_seed(args.seed)
     best, t0, log = math.inf, time.time(), (out / "metrics.jsonl").open("a")
     for step in range(1, args.steps + 1):
-        for group in opt.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        set_cosine_lr(opt, args.lr, step, args.steps)
         x, t, w = (v.to(device) for v in train[int(torch.randint(len(train), (1,), generator=gen))])
         if int(torch.randint(2, (1,), generator=gen)):  # left-right only: up and down are cues
             x, t, w = x.flip(-1), t.flip(-1), w.flip(-1)
